@@ -1,0 +1,1 @@
+"""Placeholder: the bound helper replaces this module with `irob bound`."""

@@ -1,0 +1,161 @@
+"""Labelled synthetic datasets that keep each image's latent code: x = decode(z, y), stored as float32.
+
+On disk (one directory): ``manifest.json`` plus safetensors shards ``{split}-{k:05d}.safetensors`` with
+``images`` (float32, exactly decode(z, y)), ``labels`` (int64) and ``latents`` (float32). Shards are
+written one at a time, so memory stays bounded; the directory appears atomically (temp dir + rename).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.io import file_sha256, load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.progress import advance, task
+from intrinsic_robustness.runtime import derive_seed
+
+FORMAT = "irob-synthetic/1"
+SPLITS = ("train", "test")
+
+
+class SyntheticDataset(Dataset):
+    """In-memory split of a generated dataset; items are ``(x, y, z)``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, latents: torch.Tensor,
+                 manifest: dict[str, Any] | None = None) -> None:
+        if not (len(images) == len(labels) == len(latents)):
+            raise UserInputError(f"dataset: {len(images)} images, {len(labels)} labels, {len(latents)} latents; "
+                                 "counts must match")
+        self.images, self.labels, self.latents = images, labels.long(), latents
+        self.manifest = manifest or {}
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.manifest.get("num_classes", int(self.labels.max()) + 1 if len(self.labels) else 0))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.images[i], self.labels[i], self.latents[i]
+
+
+def balanced_labels(n: int, num_classes: int, rng: torch.Generator) -> torch.Tensor:
+    """Exactly balanced labels (counts differ by at most one), in random order."""
+    labels = torch.arange(n) % num_classes
+    return labels[torch.randperm(n, generator=rng)]
+
+
+def prior_labels(n: int, priors: Sequence[float], rng: torch.Generator) -> torch.Tensor:
+    p = torch.tensor(list(priors), dtype=torch.float64)
+    if (p < 0).any() or abs(float(p.sum()) - 1.0) > 1e-6:
+        raise UserInputError(f"priors {list(priors)}: need non-negative values summing to 1")
+    return torch.multinomial(p, n, replacement=True, generator=rng)
+
+
+@torch.no_grad()
+def _write_split(gen: Any, tmp: Path, split: str, n: int, seed: int, priors: Sequence[float] | None,
+                 batch_size: int, shard_size: int, device: torch.device) -> dict[str, Any]:
+    rng = torch.Generator().manual_seed(derive_seed(seed, "dataset", split))
+    k = int(gen.num_classes)
+    labels = balanced_labels(n, k, rng) if priors is None else prior_labels(n, priors, rng)
+    shards = []
+    with task(f"generate {split}", n) as handle:
+        for index, start in enumerate(range(0, n, shard_size)):
+            stop = min(n, start + shard_size)
+            xs, zs = [], []
+            for b in range(start, stop, batch_size):
+                e = min(stop, b + batch_size)
+                z = torch.randn(e - b, int(gen.latent_dim), generator=rng)  # CPU draw: same data on any device
+                x = gen.decode(z.to(device), labels[b:e].to(device)).float().cpu()
+                xs.append(x)
+                zs.append(z)
+                advance(handle, e - b)
+            x = torch.cat(xs)
+            if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+                raise UserInputError("generator: decode produced values outside [0, 1]; fix decode's output scaling")
+            name = f"{split}-{index:05d}.safetensors"
+            save_tensors(tmp / name, {"images": x, "labels": labels[start:stop], "latents": torch.cat(zs)})
+            shards.append({"file": name, "n": stop - start, "sha256": file_sha256(tmp / name)})
+    counts = torch.bincount(labels, minlength=k).tolist()
+    return {"n": n, "counts": counts, "shards": shards}
+
+
+def generate_dataset(gen: Any, out: str | os.PathLike[str], n_train: int, n_test: int, seed: int,
+                     priors: Sequence[float] | None = None, generator_info: dict[str, Any] | None = None,
+                     batch_size: int = 500, shard_size: int = 10_000, device: str | torch.device = "cpu",
+                     overwrite: bool = False) -> dict[str, Any]:
+    """Generate train/test splits into ``out`` and return the manifest (deterministic for a seed)."""
+    out = Path(out)
+    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
+        raise UserInputError(f"--n-train {n_train} --n-test {n_test}: need non-negative counts, not both zero")
+    if out.exists() and not overwrite:
+        raise UserInputError(f"{out} already exists; choose another --out or pass --force to replace it")
+    device = torch.device(device)
+    if isinstance(gen, torch.nn.Module):
+        gen.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        splits = {s: _write_split(gen, tmp, s, n, seed, priors, batch_size, shard_size, device)
+                  for s, n in (("train", n_train), ("test", n_test))}
+        k = int(gen.num_classes)
+        manifest = {
+            "format": FORMAT, "seed": int(seed), "num_classes": k, "latent_dim": int(gen.latent_dim),
+            "image_shape": list(gen.image_shape), "priors": list(priors) if priors else [1.0 / k] * k,
+            "generator": generator_info or {}, "splits": splits,
+        }
+        write_json(tmp / "manifest.json", manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if not (p / "manifest.json").is_file():
+        raise UserInputError(f"{p}: no manifest.json; pass a directory written by 'irob generate'")
+    manifest = read_json(p / "manifest.json")
+    if manifest.get("format") != FORMAT:
+        raise UserInputError(f"{p}/manifest.json: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest
+
+
+def load_dataset(path: str | os.PathLike[str], split: str = "test", verify: bool = False) -> SyntheticDataset:
+    """Read one split written by :func:`generate_dataset` (``verify`` re-checks shard checksums)."""
+    p = Path(path)
+    manifest = read_manifest(p)
+    if split not in manifest["splits"]:
+        raise UserInputError(f"{p}: no split {split!r}; available: {', '.join(manifest['splits'])}")
+    parts: dict[str, list[torch.Tensor]] = {"images": [], "labels": [], "latents": []}
+    for shard in manifest["splits"][split]["shards"]:
+        f = p / shard["file"]
+        if verify and file_sha256(f) != shard["sha256"]:
+            raise UserInputError(f"{f}: checksum mismatch; the dataset was modified or truncated, regenerate it")
+        tensors = load_tensors(f)
+        for key in parts:
+            if key not in tensors:
+                raise UserInputError(f"{f}: missing tensor {key!r}; regenerate the dataset")
+            parts[key].append(tensors[key])
+    info = {**manifest, "split": split}
+    k = int(manifest["num_classes"])
+    if not parts["images"]:
+        shape = manifest["image_shape"]
+        return SyntheticDataset(torch.zeros(0, *shape), torch.zeros(0, dtype=torch.long),
+                                torch.zeros(0, int(manifest["latent_dim"])), info)
+    ds = SyntheticDataset(torch.cat(parts["images"]), torch.cat(parts["labels"]), torch.cat(parts["latents"]), info)
+    if len(ds) and (ds.labels.min() < 0 or ds.labels.max() >= k):
+        raise UserInputError(f"{p}: labels outside 0..{k - 1}; regenerate the dataset")
+    return ds
