@@ -23,6 +23,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    mask = os.umask(0)  # mkstemp creates 0600; give the final file the usual umask-based mode
+    os.umask(mask)
+    os.chmod(tmp_path, 0o666 & ~mask)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -64,7 +67,8 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise UserInputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def save_tensors(path: str | os.PathLike[str], tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(path: str | os.PathLike[str], tensors: dict[str, Any],
+                 metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file atomically (tensors are made contiguous and moved to CPU)."""
     from safetensors.torch import save_file
 

@@ -12,7 +12,11 @@ from intrinsic_robustness.cli.app import STATE, app
 
 # Each area owns one module here; importing it registers its commands on ``app``.
 COMMAND_MODULES = [
+    "generators",
+    "lipschitz",
     "bound",
+    "pipeline",
+    "evaluate",
 ]
 
 for _name in COMMAND_MODULES:
@@ -27,6 +31,7 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``irob``: runs the app, turning expected failures into one-line errors (exit 2)."""
     import click
+    import typer
 
     from intrinsic_robustness.cli.console import RichProgressHook, err
     from intrinsic_robustness.errors import UserInputError
@@ -38,12 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=args, prog_name="irob", standalone_mode=False)
         return 0
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted", style="red")
         return 130
-    except click.ClickException as exc:
+    except (click.ClickException, typer.TyperException) as exc:  # typer >= 0.2x raises its own click copies
         if STATE["debug"]:
             raise
         exc.show()
@@ -51,11 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted: finished stages and checkpoints are kept; rerun to resume", style="red")
         return 130
-    except (UserInputError, ValueError, FileNotFoundError, NotADirectoryError, ImportError, KeyError) as exc:
+    except (UserInputError, ValueError, FileNotFoundError, NotADirectoryError, ImportError) as exc:
         if STATE["debug"]:
             raise
         err.print(f"error: {_one_line(exc)}", style="red", markup=False, highlight=False, soft_wrap=True)
         return 2
+    except Exception as exc:  # an internal fault: still one line, the traceback is one flag away
+        if STATE["debug"]:
+            raise
+        err.print(f"internal error ({exc.__class__.__name__}): {_one_line(exc)}; rerun with --debug for the "
+                  "traceback and please report it", style="red", markup=False, highlight=False, soft_wrap=True)
+        return 1
     finally:
         set_progress_hook(previous)
 

@@ -159,3 +159,33 @@ def load_dataset(path: str | os.PathLike[str], split: str = "test", verify: bool
     if len(ds) and (ds.labels.min() < 0 or ds.labels.max() >= k):
         raise UserInputError(f"{p}: labels outside 0..{k - 1}; regenerate the dataset")
     return ds
+
+
+def parse_priors(text: str | None) -> list[float] | None:
+    """``"0.2,0.8"`` -> ``[0.2, 0.8]`` (None stays None: balanced classes)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return [float(p) for p in text.split(",")]
+    except ValueError:
+        raise UserInputError(f"--priors {text!r}: expected comma-separated numbers such as 0.5,0.5") from None
+
+
+def generate_from_spec(spec: str, out: str | os.PathLike[str], n_train: int, n_test: int, seed: int,
+                       weights: str | None = None, priors: Sequence[float] | None = None, batch_size: int = 500,
+                       device: str | torch.device = "auto", overwrite: bool = False) -> dict[str, Any]:
+    """Load the generator named by ``spec`` and write a dataset; the manifest records spec and checksum."""
+    from intrinsic_robustness.generators.load import generator_info, load_generator
+    from intrinsic_robustness.runtime import resolve_device
+
+    if Path(out).exists() and not overwrite:
+        raise UserInputError(f"{out} already exists; choose another --out or pass --force to replace it")
+    if batch_size < 1:
+        raise UserInputError(f"--batch-size {batch_size}: expected a positive integer")
+    dev = resolve_device(device)
+    gen = load_generator(spec, weights, device=dev)
+    if priors is not None and len(priors) != int(gen.num_classes):
+        raise UserInputError(f"--priors: {len(priors)} values for a generator with {gen.num_classes} classes")
+    return generate_dataset(gen, out, n_train, n_test, seed, priors=priors,
+                            generator_info=generator_info(spec, gen, weights), batch_size=batch_size,
+                            shard_size=max(batch_size, 10_000), device=dev, overwrite=overwrite)

@@ -59,11 +59,20 @@ def check_generator(gen: object, n: int = 4, atol: float = 1e-5, name: str = "ge
     if latent_dim < 1 or num_classes < 1 or len(shape) != 3:
         raise UserInputError(f"{name}: latent_dim={latent_dim}, num_classes={num_classes}, image_shape={shape}; "
                              "need positive sizes and image_shape=(channels, height, width)")
+    was_training = bool(getattr(gen, "training", False))
     if isinstance(gen, torch.nn.Module):
         gen.eval()
-        device = generator_device(gen)
-    else:
-        device = torch.device("cpu")
+    try:
+        _check_outputs(gen, n, atol, name, latent_dim, num_classes, shape)
+    finally:
+        if isinstance(gen, torch.nn.Module):
+            gen.train(was_training)
+
+
+def _check_outputs(gen: object, n: int, atol: float, name: str, latent_dim: int, num_classes: int,
+                   shape: tuple[int, ...]) -> None:
+    """Shapes, range, gradient flow and determinism of decode on a few seeded latents."""
+    device = generator_device(gen) if isinstance(gen, torch.nn.Module) else torch.device("cpu")
     rng = torch.Generator(device=device).manual_seed(0)
     z = gen.sample_latent(n, generator=rng, device=device)  # type: ignore[attr-defined]
     if tuple(z.shape) != (n, latent_dim):

@@ -1,0 +1,306 @@
+"""Pipeline configuration: one TOML file, validated section by section, with ``--set section.key=value``.
+
+Sections mirror the pipeline stages (``run``, ``generator``, ``lipschitz``, ``dataset``, ``classifiers``,
+``evaluation``, ``report``). Unknown keys are errors (a typo must not silently fall back to a default);
+each section has an ``options`` table passed unchanged to the stage's library function.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from intrinsic_robustness.errors import UserInputError
+
+SECTIONS = ("run", "generator", "lipschitz", "dataset", "classifiers", "evaluation", "report")
+THREATS = ("unconstrained", "in-distribution")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(_Section):
+    """Run-wide settings: base seed (every stage derives its own) and device."""
+
+    name: str = "run"
+    seed: int = 0
+    device: str = "cpu"
+
+
+class GeneratorConfig(_Section):
+    """Where the generator comes from: ``train`` an ACGAN on real data, or ``load`` a spec."""
+
+    source: Literal["train", "load"] = "train"
+    data: str = "digits"
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float | None = Field(None, gt=0)
+    latent_dim: int = Field(100, ge=1)
+    image_size: int = Field(28, ge=8)
+    spec: str = ""
+    weights: str = ""
+    min_fidelity: float = Field(0.8, ge=0, le=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _spec_needed(self) -> GeneratorConfig:
+        if self.source == "load" and not self.spec:
+            raise ValueError("source = 'load' needs spec (a saved directory, 'affine' or 'module:factory')")
+        return self
+
+
+class LipschitzConfig(_Section):
+    """Local Lipschitz estimation: one estimate per method; the bound uses ``percentile`` of each."""
+
+    methods: list[Literal["sampling", "gradient"]] = Field(default_factory=lambda: ["gradient"], min_length=1)
+    anchors_per_class: int = Field(20, ge=1)
+    radius: float = Field(0.5, gt=0)
+    neighbors: int = Field(200, ge=1)
+    percentile: str = "p99"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DatasetConfig(_Section):
+    """The generated dataset every classifier trains and is evaluated on."""
+
+    n_train: int = Field(5000, ge=1)
+    n_test: int = Field(500, ge=1)
+    batch_size: int = Field(500, ge=1)
+    priors: list[float] | None = None
+
+
+class ClassifierConfig(_Section):
+    """One classifier to train on the generated data; ``name`` names its directory; unset = paper recipe."""
+
+    name: str
+    method: Literal["standard", "pgd", "trades", "certified"] = "standard"
+    arch: str | None = None
+    eps: float | None = Field(None, ge=0)
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"name {value!r} must be letters, digits, '_', '-' or '.' (it names a directory)"
+            )
+        return value
+
+
+class EvaluationConfig(_Section):
+    """Attacks on the generated test split under each threat model, at a grid of eps values."""
+
+    threats: list[Literal["unconstrained", "in-distribution"]] = Field(
+        default_factory=lambda: list(THREATS), min_length=1
+    )
+    eps: list[float] = Field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0, 3.0], min_length=1)
+    n: int | None = Field(None, ge=1)
+    batch_size: int = Field(100, ge=1)
+    attacks: dict[str, list[str]] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("eps")
+    @classmethod
+    def _eps_ok(cls, value: list[float]) -> list[float]:
+        if any(e < 0 for e in value):
+            raise ValueError(f"eps {value}: values must be non-negative")
+        return sorted(set(value))
+
+    @field_validator("attacks")
+    @classmethod
+    def _attack_threats(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        bad = [k for k in value if k not in THREATS]
+        if bad:
+            raise ValueError(f"attacks has threat(s) {bad}; keys must be among {list(THREATS)}")
+        return value
+
+
+class ReportConfig(_Section):
+    """What the report draws: bound conditions, grid sizes and flag tolerances."""
+
+    conditions: list[Literal["per_class", "overall"]] = Field(
+        default_factory=lambda: ["per_class", "overall"], min_length=1
+    )
+    samples_per_class: int = Field(8, ge=1)
+    adversarial_examples: int = Field(6, ge=0)
+    tolerance: float = Field(0.0, ge=0, le=1)
+
+
+class PipelineConfig(_Section):
+    """The whole run: every stage's section."""
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    lipschitz: LipschitzConfig = Field(default_factory=LipschitzConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    classifiers: list[ClassifierConfig] = Field(min_length=1)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @field_validator("classifiers")
+    @classmethod
+    def _unique_names(cls, value: list[ClassifierConfig]) -> list[ClassifierConfig]:
+        names = [c.name for c in value]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"classifier names must be unique; repeated: {dup}")
+        return value
+
+    def classifier(self, name: str) -> ClassifierConfig:
+        for entry in self.classifiers:
+            if entry.name == name:
+                return entry
+        raise UserInputError(
+            f"no classifier named {name!r}; configured: {[c.name for c in self.classifiers]}"
+        )
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _one_line(exc: ValidationError, source: str) -> UserInputError:
+    """The first validation problem as one line naming the key and what is wrong."""
+    first = exc.errors()[0]
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key; check the spelling (see 'irob config show' for the valid keys)"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return UserInputError(f"{source}: {_loc(first['loc'])}: {msg}{more}")
+
+
+def _parse_value(text: str) -> Any:
+    """A ``--set`` value read as TOML (numbers, booleans, lists, quoted strings), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any, item: str) -> None:
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            node = _list_entry(node, part, item)
+        else:
+            if part not in node:
+                if i == 0 and part not in SECTIONS:
+                    raise UserInputError(
+                        f"--set {item}: unknown section {part!r}; sections: {', '.join(SECTIONS)}"
+                    )
+                node[part] = {}
+            node = node[part]
+    last = path[-1]
+    if isinstance(node, list):
+        raise UserInputError(
+            f"--set {item}: name a key inside the list entry, e.g. classifiers.NAME.epochs=3"
+        )
+    if not isinstance(node, dict):
+        raise UserInputError(f"--set {item}: {'.'.join(path[:-1])} is not a table")
+    node[last] = value
+
+
+def _list_entry(entries: list[Any], part: str, item: str) -> dict[str, Any]:
+    """A list entry by its ``name`` (classifiers.std) or by index (classifiers.0)."""
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("name") == part:
+            return entry
+    if part.isdigit() and int(part) < len(entries):
+        return entries[int(part)]
+    names = [e.get("name") for e in entries if isinstance(e, dict)]
+    raise UserInputError(f"--set {item}: no list entry {part!r}; use a name among {names} or an index")
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as TOML) to a raw config dict, in order."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        path = [p.strip() for p in key.strip().split(".")]
+        if not sep or len(path) < 2 or not all(path):
+            raise UserInputError(
+                f"--set {item!r}: expected section.key=value, e.g. --set dataset.n_train=1000"
+            )
+        _set_path(data, path, _parse_value(text.strip()), item)
+    return data
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML file with one-line errors for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"{p}: config file not found; pass a TOML file such as configs/demo.toml")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserInputError(f"{p}: not valid TOML ({' '.join(str(exc).split())})") from None
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> PipelineConfig:
+    """Validate a raw dict into a :class:`PipelineConfig` (one-line error naming the bad key)."""
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _one_line(exc, source) from None
+
+
+def load_config(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Read, override and validate a pipeline config file."""
+    data = apply_overrides(read_toml(path), list(overrides))
+    return config_from_dict(data, str(path))
+
+
+def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
+    """The resolved config as plain JSON-able data (defaults filled in)."""
+    return config.model_dump(mode="json")
+
+
+def to_toml(config: PipelineConfig) -> str:
+    """The resolved config as TOML text (what ``irob config show`` prints)."""
+    data = config_to_dict(config)
+    lines: list[str] = []
+    for section in SECTIONS:
+        value = data[section]
+        if isinstance(value, list):
+            for entry in value:
+                lines += [f"[[{section}]]", *_toml_table(entry, section), ""]
+        else:
+            lines += [f"[{section}]", *_toml_table(value, section), ""]
+    return "\n".join(lines)
+
+
+def _toml_table(table: dict[str, Any], prefix: str) -> list[str]:
+    simple = [
+        f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None and not isinstance(v, dict)
+    ]
+    nested = [f"{k} = {_toml_value(v)}" for k, v in table.items() if isinstance(v, dict)]
+    unset = [f"# {k} = (unset: library default)" for k, v in table.items() if v is None]
+    return simple + nested + unset
+
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")

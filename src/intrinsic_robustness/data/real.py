@@ -1,0 +1,152 @@
+"""Real image datasets without torchvision: scikit-learn's bundled digits and IDX files (MNIST family).
+
+Every reader returns ``(images, labels)``: float32 ``[N, 1, size, size]`` in [0, 1] and int64 labels.
+IDX directories hold the standard names (``train-images-idx3-ubyte`` etc.), gzipped or not.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from intrinsic_robustness.errors import UserInputError
+
+SPLITS = ("train", "test")
+NAMED = ("digits", "fashion-mnist", "mnist")
+_IDX_PREFIX = {"train": "train", "test": "t10k"}
+_DTYPES = {0x08: (torch.uint8, 1), 0x09: (torch.int8, 1), 0x0B: (torch.int16, 2), 0x0C: (torch.int32, 4),
+           0x0D: (torch.float32, 4), 0x0E: (torch.float64, 8)}
+_HOW_TO_GET = {
+    "fashion-mnist": "install Debian's 'dataset-fashion-mnist' package or put the four IDX files from "
+                     "https://github.com/zalandoresearch/fashion-mnist in $IROB_DATA/fashion-mnist",
+    "mnist": "download the four IDX files (train-images-idx3-ubyte.gz, ...) from an MNIST mirror into "
+             "$IROB_DATA/mnist or ./data/mnist",
+}
+
+
+def load_real(name: str, split: str = "train", size: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``[N, 1, size, size]`` in [0, 1] and int64 labels of a named dataset or ``idx:DIR``."""
+    if split not in SPLITS:
+        raise UserInputError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    if int(size) < 1:
+        raise UserInputError(f"size {size}: expected a positive image size")
+    if name == "digits":
+        images, labels = _digits(split)
+    elif name.startswith("idx:"):
+        images, labels = read_idx_split(Path(name[4:]).expanduser(), split)
+    elif name in ("fashion-mnist", "mnist"):
+        images, labels = read_idx_split(find_idx_dir(name), split)
+    else:
+        raise UserInputError(f"dataset {name!r}: expected digits, fashion-mnist, mnist or idx:DIR")
+    return resize(images, int(size)), labels
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of ``[N, C, H, W]`` images to ``size x size`` (antialiased when shrinking), kept in [0, 1]."""
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    shrink = size < min(images.shape[-2:])
+    out = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+    return out.clamp_(0.0, 1.0)
+
+
+def _digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 1797 8x8 digits (0..16 -> [0, 1]); a fixed stratified 80/20 train/test split."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = torch.tensor(bunch.target, dtype=torch.int64)
+    rng = torch.Generator().manual_seed(0)
+    test_mask = torch.zeros(len(labels), dtype=torch.bool)
+    for k in range(10):
+        idx = (labels == k).nonzero().squeeze(1)
+        idx = idx[torch.randperm(len(idx), generator=rng)]
+        test_mask[idx[: len(idx) // 5]] = True
+    keep = test_mask if split == "test" else ~test_mask
+    return images[keep], labels[keep]
+
+
+def find_idx_dir(name: str) -> Path:
+    """Where the named IDX dataset lives: $IROB_DATA/<name>, ./data/<name>, then system locations."""
+    candidates = []
+    if os.environ.get("IROB_DATA"):
+        candidates.append(Path(os.environ["IROB_DATA"]) / name)
+    candidates.append(Path("data") / name)
+    if name == "fashion-mnist":
+        candidates.append(Path("/usr/share/datasets/fashion-mnist"))
+    for directory in candidates:
+        if _find_file(directory, "train-labels-idx1-ubyte") is not None:
+            return directory
+    tried = ", ".join(str(c) for c in candidates)
+    raise UserInputError(f"dataset {name!r}: IDX files not found in {tried}; {_HOW_TO_GET[name]}")
+
+
+def _find_file(directory: Path, stem: str) -> Path | None:
+    dotted = stem.replace("-idx", ".idx")
+    for candidate in (stem, stem + ".gz", dotted, dotted + ".gz"):
+        if (directory / candidate).is_file():
+            return directory / candidate
+    return None
+
+
+def read_idx_split(directory: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` from ``directory``."""
+    if not directory.is_dir():
+        raise UserInputError(f"{directory}: not a directory; pass idx:DIR with the four IDX files "
+                             "(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...)")
+    prefix = _IDX_PREFIX[split]
+    paths = {}
+    for kind, stem in (("images", f"{prefix}-images-idx3-ubyte"), ("labels", f"{prefix}-labels-idx1-ubyte")):
+        path = _find_file(directory, stem)
+        if path is None:
+            raise UserInputError(f"{directory / stem}[.gz]: file not found; put the {split} {kind} IDX file "
+                                 "there (standard MNIST-style name, gzipped or not)")
+        paths[kind] = path
+    images, labels = read_idx(paths["images"]), read_idx(paths["labels"])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise UserInputError(f"{directory}: {split} images {tuple(images.shape)} and labels "
+                             f"{tuple(labels.shape)} do not match; expected [N, H, W] and [N]")
+    scale = 255.0 if images.dtype == torch.uint8 else 1.0
+    return (images.float() / scale).clamp_(0.0, 1.0).unsqueeze(1), labels.long()
+
+
+def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Parse one IDX file (gzipped or not) into a tensor; a truncated or corrupt file is a one-line error."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"{p}: file not found")
+    data = p.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserInputError(f"{p}: corrupt or truncated gzip data ({exc}); download the file again") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES or data[3] == 0:
+        raise UserInputError(f"{p}: not an IDX file (bad magic number); expected MNIST-style IDX data")
+    dtype, itemsize = _DTYPES[data[2]]
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise UserInputError(f"{p}: truncated IDX header; download the file again")
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + itemsize * _prod(dims)
+    if len(data) != expected:
+        raise UserInputError(f"{p}: IDX file has {len(data)} bytes, header {dims} needs {expected}; "
+                             "the file is truncated or corrupt, download it again")
+    flat = torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8)
+    if itemsize > 1:  # IDX is big-endian
+        flat = flat.view(-1, itemsize).flip(1).reshape(-1)
+    return flat.view(dtype).reshape(dims).clone()
+
+
+def _prod(values: list[int]) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out

@@ -1,0 +1,186 @@
+"""Turn a generator spec into a checked module, and save generators so that spec can name them again.
+
+A spec is one of: a directory written by :func:`save_generator` (``generator.json`` naming the
+architecture + ``generator.safetensors``), ``package.module:factory`` (optionally with a weights file:
+safetensors, or a torch state dict read with ``weights_only=True``), or the names ``affine`` and
+``biggan128``. Weights always load strictly: missing or unexpected keys are a one-line error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.generators.external import build_from_factory, is_factory_spec
+from intrinsic_robustness.generators.protocol import check_generator
+from intrinsic_robustness.io import load_tensors, read_json, save_tensors, write_json
+
+CONFIG_FILE = "generator.json"
+WEIGHTS_FILE = "generator.safetensors"
+FORMAT = "irob-generator/1"
+NAMED_SPECS = ("affine", "biggan128")
+
+
+def save_generator(gen: nn.Module, directory: str | os.PathLike[str], config: dict[str, Any]) -> Path:
+    """Write ``generator.safetensors`` and ``generator.json`` (``config`` must name its ``architecture``)."""
+    if "architecture" not in config:
+        raise ValueError("save_generator: config needs an 'architecture' key (acgan, affine, biggan or factory)")
+    directory = Path(directory)
+    state = gen.state_dict()
+    save_tensors(directory / WEIGHTS_FILE, state)
+    write_json(directory / CONFIG_FILE, {"format": FORMAT, **config, "weights_sha256": state_checksum(state)})
+    return directory
+
+
+def load_generator(spec: str, weights: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """Build the generator named by ``spec``, load ``weights`` strictly, move it to ``device`` and check it."""
+    spec = str(spec)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        gen = _from_directory(path, weights)
+    elif spec == "affine":
+        from intrinsic_robustness.generators.affine import make_affine
+
+        gen = _with_weights(make_affine(), weights)
+    elif spec == "biggan128":
+        from intrinsic_robustness.generators.biggan import load_biggan128
+
+        gen = load_biggan128(weights)
+    elif is_factory_spec(spec):
+        gen = build_from_factory(spec, what="generator")
+        if not isinstance(gen, nn.Module):
+            raise UserInputError(f"generator spec {spec!r}: the factory returned {type(gen).__name__}, "
+                                 "expected a torch.nn.Module")
+        gen = _with_weights(gen, weights)
+    elif path.exists() or os.sep in spec or spec.startswith("."):
+        raise UserInputError(f"generator spec {spec!r}: not a directory written by irob "
+                             f"(expected {CONFIG_FILE} and {WEIGHTS_FILE} inside)")
+    else:
+        raise UserInputError(f"generator spec {spec!r}: expected a directory saved by irob, "
+                             "'package.module:factory', 'affine' or 'biggan128'")
+    gen = gen.to(torch.device(device)).eval()
+    for p in gen.parameters():
+        p.requires_grad_(False)
+    check_generator(gen, name=f"generator {spec!r}")
+    return gen
+
+
+def _from_directory(path: Path, weights: str | None) -> nn.Module:
+    if not (path / CONFIG_FILE).is_file():
+        raise UserInputError(f"{path}: no {CONFIG_FILE}; pass a directory written by 'irob train-generator' "
+                             "or save_generator")
+    config = read_json(path / CONFIG_FILE)
+    gen = build_from_config(config, source=str(path / CONFIG_FILE))
+    return _with_weights(gen, weights or str(path / WEIGHTS_FILE))
+
+
+def build_from_config(config: Mapping[str, Any], source: str = "config") -> nn.Module:
+    """Rebuild an (untrained) generator from the ``architecture`` entry of a saved config."""
+    arch = config.get("architecture")
+    try:
+        if arch == "acgan":
+            from intrinsic_robustness.generators.acgan import build_acgan
+
+            return build_acgan(dict(config))
+        if arch == "biggan":
+            from intrinsic_robustness.generators.biggan import build_biggan
+
+            return build_biggan(dict(config))
+        if arch == "affine":
+            from intrinsic_robustness.generators.affine import AffineGenerator
+
+            shape = [int(s) for s in config["image_shape"]]
+            n_pixels = shape[0] * shape[1] * shape[2]
+            return AffineGenerator(torch.zeros(n_pixels, int(config["latent_dim"])),
+                                   torch.zeros(int(config["num_classes"]), n_pixels), tuple(shape))
+        if arch == "factory":
+            return build_from_factory(str(config["factory"]), what="generator", **dict(config.get("kwargs", {})))
+    except KeyError as exc:
+        raise UserInputError(f"{source}: missing entry {exc} for architecture {arch!r}") from None
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, UserInputError):
+            raise
+        raise UserInputError(f"{source}: cannot build architecture {arch!r} ({exc})") from None
+    raise UserInputError(f"{source}: unknown architecture {arch!r}; expected acgan, biggan, affine or factory")
+
+
+def _with_weights(gen: nn.Module, weights: str | None) -> nn.Module:
+    if weights is not None:
+        load_state_strict(gen, read_weights(weights), source=weights)
+    return gen
+
+
+def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors, or from a torch file read with ``weights_only=True`` (no code runs)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserInputError(f"{p}: weights file not found")
+    if p.suffix == ".safetensors":
+        return load_tensors(p)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is bad input
+        first = " ".join(str(exc).split())[:200]
+        raise UserInputError(f"{p}: not a readable torch state dict with weights_only=True ({first})") from None
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserInputError(f"{p}: expected a flat state dict of tensors")
+    return dict(obj)
+
+
+def load_state_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights") -> None:
+    """Load ``state`` into ``module``; missing/unexpected keys or wrong shapes are one clear line."""
+    own = module.state_dict()
+    state = dict(state)
+    for key in own:  # batch-norm step counters do not affect outputs; older torch files lack them
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = own[key]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) ({_few(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})")
+        raise UserInputError(f"{source}: weights do not match the architecture: {'; '.join(parts)}")
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if tuple(state[k].shape) != tuple(v.shape)]
+    if wrong:
+        raise UserInputError(f"{source}: {len(wrong)} tensor(s) with the wrong shape ({_few(wrong)}); "
+                             "the weights belong to another configuration")
+    module.load_state_dict(state, strict=True)
+
+
+def _few(items: list[str], k: int = 3) -> str:
+    return ", ".join(items[:k]) + (", ..." if len(items) > k else "")
+
+
+def state_checksum(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a state dict (order-independent)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def generator_info(spec: str, gen: nn.Module, weights: str | None = None) -> dict[str, Any]:
+    """What a dataset manifest records about its generator: spec, weights file and a checksum."""
+    info: dict[str, Any] = {"spec": str(spec), "weights": str(weights) if weights else None,
+                            "weights_sha256": state_checksum(gen.state_dict()),
+                            "latent_dim": int(gen.latent_dim), "num_classes": int(gen.num_classes),
+                            "image_shape": [int(s) for s in gen.image_shape]}
+    config = getattr(gen, "config", None)
+    if callable(config):
+        info["config"] = config()
+    return info

@@ -1,0 +1,152 @@
+"""The Lipschitz estimate as data: per-class summaries, JSON round trip, and the inputs a bound needs.
+
+Every number here is an estimate from below of the local Lipschitz constant: the largest difference
+quotient (or Jacobian norm) the estimator happened to find, never a certificate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+NOTE = ("estimate from below of the local Lipschitz constant of decode(., y) on the [0,1] pixel scale: "
+        "the largest quotient ||G(z',y)-G(z,y)||/||z'-z|| found within the radius around each anchor; "
+        "the true constant can be larger, and percentiles over anchors are sample estimates")
+
+# Fraction of the latent measure a percentile leaves out: the slack the bound subtracts per class.
+PERCENTILE_SLACK = {"p95": 0.05, "p99": 0.01, "p999": 0.001, "max": 0.0}
+PERCENTILES = ("p95", "p99", "p999", "max", "mean")
+
+
+@dataclass(frozen=True)
+class ClassLipschitz:
+    """Per-class summary of the per-anchor estimates (``label`` is the class index, JSON key ``class``)."""
+
+    label: int
+    p95: float
+    p99: float
+    p999: float
+    max: float
+    mean: float
+    values: tuple[float, ...]
+
+    @classmethod
+    def from_values(cls, label: int, values: torch.Tensor) -> ClassLipschitz:
+        """Summarise per-anchor values; percentiles interpolate linearly between order statistics."""
+        v = values.detach().double().cpu().flatten()
+        if v.numel() == 0:
+            raise ValueError("no per-anchor values to summarise")
+        q = torch.quantile(v, torch.tensor([0.95, 0.99, 0.999], dtype=torch.float64))
+        return cls(label=int(label), p95=float(q[0]), p99=float(q[1]), p999=float(q[2]),
+                   max=float(v.max()), mean=float(v.mean()), values=tuple(float(x) for x in v))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": self.label, "p95": self.p95, "p99": self.p99, "p999": self.p999,
+                "max": self.max, "mean": self.mean, "values": list(self.values)}
+
+
+@dataclass(frozen=True)
+class LipschitzResult:
+    """One estimation run: method, radius, parameters, per-class summaries, cost and a plain caveat."""
+
+    method: str
+    radius: float
+    parameters: dict[str, Any]
+    per_class: tuple[ClassLipschitz, ...]
+    generator_evaluations: int
+    seconds: float
+    note: str = field(default=NOTE)
+
+    def lipschitz(self, percentile: str = "p99") -> list[float]:
+        """The chosen summary for each class, in the order of ``per_class``."""
+        if percentile not in PERCENTILES:
+            raise UserInputError(f"percentile {percentile!r}: choose one of {', '.join(PERCENTILES)}")
+        return [float(getattr(c, percentile)) for c in self.per_class]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "radius": self.radius,
+                "per_class": [c.to_dict() for c in self.per_class],
+                "generator_evaluations": int(self.generator_evaluations), "seconds": self.seconds,
+                "parameters": dict(self.parameters), "note": self.note}
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the JSON form atomically."""
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "lipschitz result") -> LipschitzResult:
+        """Rebuild from the JSON form, with one-line errors naming what is missing."""
+        if not isinstance(data, dict):
+            raise UserInputError(f"{source}: expected a JSON object written by 'irob lipschitz'")
+        missing = [k for k in ("method", "radius", "per_class", "generator_evaluations") if k not in data]
+        if missing:
+            raise UserInputError(f"{source}: missing key(s) {', '.join(missing)}; "
+                                 "write the file with 'irob lipschitz --out FILE.json'")
+        try:
+            per_class = tuple(_class_from_dict(c) for c in data["per_class"])
+            return cls(method=str(data["method"]), radius=float(data["radius"]),
+                       parameters=dict(data.get("parameters") or {}), per_class=per_class,
+                       generator_evaluations=int(data["generator_evaluations"]),
+                       seconds=float(data.get("seconds") or 0.0), note=str(data.get("note") or NOTE))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserInputError(f"{source}: malformed per_class entry ({exc}); "
+                                 "regenerate it with 'irob lipschitz'") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LipschitzResult:
+        return cls.from_dict(read_json(path), source=str(path))
+
+
+def _class_from_dict(entry: dict[str, Any]) -> ClassLipschitz:
+    def num(key: str) -> float:
+        value = entry[key]
+        return math.inf if value is None else float(value)
+
+    return ClassLipschitz(label=int(entry["class"]), p95=num("p95"), p99=num("p99"), p999=num("p999"),
+                          max=num("max"), mean=num("mean"),
+                          values=tuple(math.inf if v is None else float(v) for v in entry.get("values", [])))
+
+
+def bound_inputs(result_or_path: LipschitzResult | str | os.PathLike[str],
+                 percentile: str = "p99") -> tuple[list[float], list[float], float]:
+    """(lipschitz per class, slack per class, radius) for the bound, from a result or its JSON file.
+
+    The slack is the latent measure the percentile leaves out: p95 -> 0.05, p99 -> 0.01, p999 -> 0.001,
+    max -> 0 (still only the largest *sampled* value, so an estimate from below). ``mean`` is refused: an
+    average of per-anchor constants says nothing about the measure of the set where it holds. Lists are
+    ordered by class 0..K-1, which the result must cover completely.
+    """
+    if isinstance(result_or_path, LipschitzResult):
+        result = result_or_path
+    elif isinstance(result_or_path, str | os.PathLike):
+        result = LipschitzResult.load(Path(result_or_path))
+    else:
+        raise UserInputError(f"lipschitz input {type(result_or_path).__name__}: pass a LipschitzResult "
+                             "or the path of a JSON file written by 'irob lipschitz'")
+    if percentile == "mean":
+        raise UserInputError("--percentile mean: a mean Lipschitz value implies no coverage of the latent "
+                             "space, so no slack can be stated; use p95, p99, p999 or max")
+    if percentile not in PERCENTILE_SLACK:
+        raise UserInputError(f"--percentile {percentile!r}: choose one of {', '.join(PERCENTILE_SLACK)}")
+    labels = [c.label for c in result.per_class]
+    if labels != list(range(len(labels))):
+        raise UserInputError(f"lipschitz file covers classes {labels}; the bound needs every class "
+                             "0..K-1 in order: rerun 'irob lipschitz' without restricting classes")
+    lipschitz = result.lipschitz(percentile)
+    slack = PERCENTILE_SLACK[percentile]
+    fewest = min(len(c.values) for c in result.per_class) if result.per_class else 0
+    if slack > 0 and fewest * slack < 1:
+        log.warning("%s from %d anchors per class is close to the sample maximum; its nominal slack %g "
+                    "is not resolved by so few anchors", percentile, fewest, slack)
+    return lipschitz, [slack] * len(lipschitz), float(result.radius)

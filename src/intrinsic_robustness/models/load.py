@@ -1,0 +1,118 @@
+"""Save and load classifiers: a directory with ``config.json`` + ``model.safetensors``, or ``module:factory``.
+
+Weights are read as safetensors (or, for foreign state dicts, ``torch.load(weights_only=True)``); nothing
+that can execute code is unpickled. The config names the architecture, so loading rebuilds the network
+and checks every weight name and shape, failing with one line on a mismatch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.io import load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.models.architectures import build_architecture
+
+FORMAT = "irob-classifier/1"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_classifier(model: nn.Module, directory: str | os.PathLike[str], config: Mapping[str, Any]) -> Path:
+    """Write ``model.safetensors`` then ``config.json`` (written last: its presence marks a finished model).
+
+    ``config`` must name ``arch`` (an architecture name or ``module:factory``), ``num_classes`` and
+    ``image_shape`` so :func:`load_classifier` can rebuild the network.
+    """
+    missing = [k for k in ("arch", "num_classes", "image_shape") if k not in config]
+    if missing:
+        raise UserInputError(f"save_classifier: config lacks {', '.join(missing)}; add them so the model can be "
+                             "rebuilt")
+    out = Path(directory)
+    # Clones break shared storage (tied weights), which safetensors refuses to write.
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    save_tensors(out / WEIGHTS_FILE, state, metadata={"format": FORMAT})
+    write_json(out / CONFIG_FILE, {"format": FORMAT, **dict(config)})
+    return out
+
+
+def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or, for foreign files, ``torch.load(weights_only=True)``."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"weights {p}: file not found")
+    if p.suffix == ".safetensors":
+        return load_tensors(p)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise UserInputError(f"weights {p}: not a readable weights-only state dict ({' '.join(str(exc).split())[:200]})"
+                             ) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserInputError(f"weights {p}: expected a mapping of names to tensors (a state dict)")
+    return state
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
+    """Load ``state`` strictly; missing, unexpected or mis-shaped keys are one-line errors naming a few."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}")
+        raise UserInputError(f"weights {source}: {'; '.join(parts)}; the weights do not match the architecture")
+    bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if bad:
+        k = bad[0]
+        raise UserInputError(f"weights {source}: {k} has shape {tuple(state[k].shape)}, the architecture expects "
+                             f"{tuple(own[k].shape)}")
+    model.load_state_dict(dict(state), strict=True)
+    return model
+
+
+def _from_directory(path: Path) -> nn.Module:
+    if not (path / CONFIG_FILE).is_file():
+        raise UserInputError(f"classifier {path}: no {CONFIG_FILE}; pass a directory written by "
+                             "'irob train-classifier' (an unfinished run has only a checkpoint; rerun to finish it)")
+    config = read_json(path / CONFIG_FILE)
+    if config.get("format") != FORMAT:
+        raise UserInputError(f"classifier {path}/{CONFIG_FILE}: format {config.get('format')!r}, expected {FORMAT!r}")
+    model = build_architecture(str(config["arch"]), int(config["num_classes"]), config["image_shape"])
+    return load_weights(model, load_tensors(path / WEIGHTS_FILE), str(path / WEIGHTS_FILE))
+
+
+def load_classifier(spec: str | os.PathLike[str], device: str | torch.device = "cpu",
+                    weights: str | os.PathLike[str] | None = None) -> nn.Module:
+    """A classifier in eval mode on ``device`` from a saved directory or a ``module:factory`` spec.
+
+    ``weights`` (optional) replaces the weights: safetensors, or a foreign weights-only state dict.
+    """
+    from intrinsic_robustness.generators.external import build_from_factory, is_factory_spec
+
+    text = os.fspath(spec)
+    path = Path(text)
+    if path.is_dir():
+        model = _from_directory(path)
+    elif is_factory_spec(text):
+        model = build_from_factory(text, "classifier")
+        if not isinstance(model, nn.Module):
+            raise UserInputError(f"classifier spec {text!r}: the factory returned {type(model).__name__}, "
+                                 "expected a torch.nn.Module")
+    else:
+        raise UserInputError(f"classifier {text!r}: not a directory written by 'irob train-classifier' nor "
+                             "'package.module:factory'")
+    if weights is not None:
+        load_weights(model, read_weights(weights), os.fspath(weights))
+    return model.to(torch.device(device)).eval()

@@ -1,0 +1,67 @@
+"""The run report: ``report.json``, ``report.md``, a self-contained ``report.html`` and PNG figures.
+
+Built from a run directory's files only (no model is run again), so it can be re-rendered at any time
+with ``irob report RUN_DIR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from intrinsic_robustness.io import atomic_path, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+FIGURES = ("bound_vs_risk", "robust_vs_eps", "lipschitz", "samples", "adversarial")
+
+
+def _figures(run_dir: Path, report: dict[str, Any], settings: dict[str, Any]) -> dict[str, bytes]:
+    from intrinsic_robustness.report import plots
+
+    images: dict[str, bytes | None] = {}
+    evaluated = [c for c in report["classifiers"] if not c.get("missing")]
+    if evaluated and report["lipschitz"]:
+        images["bound_vs_risk"] = plots.bound_vs_risk(report)
+    if evaluated:
+        images["robust_vs_eps"] = plots.robust_vs_eps(report)
+    if report["lipschitz"]:
+        images["lipschitz"] = plots.lipschitz_per_class(report)
+    if report["num_classes"]:
+        images["samples"] = plots.samples(run_dir, settings["samples_per_class"], report["num_classes"])
+    images["adversarial"] = plots.adversarial(run_dir, report, settings["adversarial_examples"])
+    return {k: v for k, v in images.items() if v is not None}
+
+
+def write_report(
+    run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+) -> dict[str, Path]:
+    """Write the report of ``run_dir`` into ``out`` (default ``RUN_DIR/report``); return the paths."""
+    from intrinsic_robustness.io import read_json
+    from intrinsic_robustness.report.data import collect
+    from intrinsic_robustness.report.flags import all_flags
+    from intrinsic_robustness.report.render import html_page, markdown
+
+    run_dir = Path(run_dir)
+    out_dir = Path(out) if out is not None else run_dir / "report"
+    settings = read_json(run_dir / "config.json")["report"] if (run_dir / "config.json").is_file() else {}
+    report = collect(run_dir)
+    report["flags"] = all_flags(report, settings.get("tolerance", 0.0))
+    images = _figures(run_dir, report, settings)
+    paths: dict[str, Path] = {}
+    files: dict[str, str] = {}
+    for name, png in images.items():
+        path = out_dir / f"{name}.png"
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(png)
+        paths[name] = path
+        files[name] = path.name
+    report["figures"] = files
+    write_text(out_dir / "report.md", markdown(report, files))
+    write_text(out_dir / "report.html", html_page(report, images))
+    write_json(out_dir / "report.json", report)
+    paths.update(json=out_dir / "report.json", md=out_dir / "report.md", html=out_dir / "report.html")
+    log.info("report written to %s", out_dir)
+    return paths

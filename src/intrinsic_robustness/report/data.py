@@ -1,0 +1,246 @@
+"""Collect a finished run's files into one report dictionary: measured robustness next to the bounds.
+
+Nothing here runs a model: it reads ``config.json``, ``meta.json``, ``lipschitz/*.json``, the dataset
+manifest, the generator's saved info and ``eval/<name>/<threat>.json``, and evaluates the closed-form
+bounds of :mod:`intrinsic_robustness.bound`. Every number is a float in [0, 1] (or an L2 norm / a
+Lipschitz value where the key says so).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.io import read_json
+
+FORMAT = "irob-report/1"
+THREATS = ("unconstrained", "in-distribution")
+RISK_POINTS = 101
+
+
+def _norms(values: list[Any]) -> np.ndarray:
+    return np.array([math.inf if v is None else float(v) for v in values], dtype=float)
+
+
+def _by_eps(table: dict[str, Any] | None) -> dict[float, float]:
+    return {float(k): float(v) for k, v in (table or {}).items() if v is not None}
+
+
+def robust_curve(min_norms: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Fraction of examples whose smallest adversarial norm found exceeds eps (0 = misclassified)."""
+    if min_norms.size == 0:
+        return np.full(eps.shape, math.nan)
+    return (min_norms[None, :] > eps[:, None]).mean(axis=1)
+
+
+def _load_lipschitz(run_dir: Path, methods: list[str], percentile: str) -> dict[str, Any]:
+    from intrinsic_robustness.lipschitz.result import LipschitzResult, bound_inputs
+
+    out = {}
+    for method in methods:
+        path = run_dir / "lipschitz" / f"{method}.json"
+        if not path.is_file():
+            continue
+        result = LipschitzResult.load(path)
+        lips, slack, radius = bound_inputs(result, percentile)
+        out[method] = {
+            "percentile": percentile,
+            "lipschitz": lips,
+            "slack": [slack] * len(lips) if not isinstance(slack, list) else slack,
+            "radius": radius,
+            "max_eps": min(lips) * radius,
+            "values": [list(c.values) for c in result.per_class],
+            "generator_evaluations": result.generator_evaluations,
+            "note": result.note,
+        }
+    return out
+
+
+def _generator_info(run_dir: Path) -> dict[str, Any]:
+    """What the generator stage saved about itself, including its fidelity if training measured it."""
+    info: dict[str, Any] = {"fidelity": None, "real_test_accuracy": None}
+    gdir = run_dir / "generator"
+    if (gdir / "generator.json").is_file():
+        saved = read_json(gdir / "generator.json")
+        info.update({k: saved.get(k) for k in ("architecture", "latent_dim", "num_classes", "image_shape")})
+    if (gdir / "training.json").is_file():
+        training = read_json(gdir / "training.json")
+        fid = training.get("fidelity") or {}
+        info["fidelity"] = fid.get("generated_accuracy")
+        info["real_test_accuracy"] = fid.get("real_test_accuracy")
+        info["fidelity_per_class"] = fid.get("generated_class_accuracy")
+        info["epochs"] = training.get("epochs_done")
+        info["training_seconds"] = training.get("wall_seconds")
+        info["dataset"] = (training.get("config") or {}).get("dataset")
+    return info
+
+
+def _eval(run_dir: Path, name: str, threat: str) -> dict[str, Any] | None:
+    path = run_dir / "eval" / name / f"{threat}.json"
+    return read_json(path) if path.is_file() else None
+
+
+def _bounds(
+    entry: dict[str, Any],
+    lipschitz: dict[str, Any],
+    eps: np.ndarray,
+    priors: list[float],
+    conditions: list[str],
+) -> dict[str, Any]:
+    """T1 at this classifier's per-class errors, and T2 / overall-risk bounds at its natural error."""
+    from intrinsic_robustness.bound import classifier_bound, intrinsic_robustness
+
+    t1, t2 = {}, {}
+    errors = np.asarray(entry["class_errors"], dtype=float)
+    for method, lip in lipschitz.items():
+        values = classifier_bound(errors, eps, lip["lipschitz"], priors=priors, slack=lip["slack"])
+        t1[method] = {_k(e): float(v) for e, v in zip(eps, np.atleast_1d(values), strict=True)}
+        t2[method] = {}
+        for cond in conditions:
+            v = intrinsic_robustness(
+                entry["natural_error"],
+                eps,
+                lip["lipschitz"],
+                priors=priors,
+                condition=cond,
+                slack=lip["slack"],
+                num_classes=len(priors),
+            )
+            t2[method][cond] = {_k(e): float(x) for e, x in zip(eps, np.atleast_1d(v), strict=True)}
+    return {"bound": t1, "intrinsic_at_error": t2}
+
+
+def _k(eps: float) -> str:
+    return f"{float(eps):g}"
+
+
+def _classifier(run_dir: Path, cfg: dict[str, Any], eps: np.ndarray) -> dict[str, Any]:
+    name = cfg["name"]
+    evals = {t: _eval(run_dir, name, t) for t in THREATS}
+    evals = {t: e for t, e in evals.items() if e is not None}
+    entry: dict[str, Any] = {
+        "name": name,
+        "method": cfg["method"],
+        "eps_train": cfg.get("eps"),
+        "threats": list(evals),
+    }
+    if not evals:
+        entry["missing"] = True
+        return entry
+    first = next(iter(evals.values()))
+    entry["n"] = int(first["n"])
+    entry["natural_error"] = float(first["natural_error"])
+    entry["natural_accuracy"] = 1.0 - entry["natural_error"]
+    entry["class_errors"] = [float(v) for v in first["class_errors"]]
+    entry["robust_accuracy"] = {
+        t: {_k(k): v for k, v in _by_eps(e.get("robust_accuracy")).items()} for t, e in evals.items()
+    }
+    entry["attacks"] = {t: e.get("attacks") for t, e in evals.items()}
+    entry["per_attack"] = {
+        t: e["per_attack"] for t, e in evals.items() if isinstance(e.get("per_attack"), dict)
+    }
+    cert = [e.get("certified_accuracy") for e in evals.values() if e.get("certified_accuracy")]
+    entry["certified_accuracy"] = {_k(k): v for k, v in _by_eps(cert[0]).items()} if cert else None
+    entry["min_norms"] = {t: e.get("min_norms", []) for t, e in evals.items()}
+    entry["seconds"] = {t: e.get("seconds") for t, e in evals.items()}
+    entry["curve_eps"] = [float(e) for e in eps]
+    return entry
+
+
+def collect(run_dir: str | Path) -> dict[str, Any]:
+    """The report as one JSON-able dict (without flags; see :mod:`.flags`)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise UserInputError(f"{run_dir}: no config.json; pass a run directory written by 'irob run'")
+    config = read_json(run_dir / "config.json")
+    meta = read_json(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else {}
+    manifest_path = run_dir / "dataset" / "manifest.json"
+    manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+    rep = config["report"]
+    eps = np.array(sorted(config["evaluation"]["eps"]), dtype=float)
+    lipschitz = _load_lipschitz(run_dir, config["lipschitz"]["methods"], config["lipschitz"]["percentile"])
+    k = int(manifest.get("num_classes", 0)) or (
+        len(next(iter(lipschitz.values()))["lipschitz"]) if lipschitz else 0
+    )
+    priors = manifest.get("priors") or ([1.0 / k] * k if k else [])
+    classifiers = [_classifier(run_dir, c, eps) for c in config["classifiers"]]
+    for entry in classifiers:
+        if not entry.get("missing") and lipschitz:
+            entry.update(_bounds(entry, lipschitz, eps, priors, rep["conditions"]))
+            entry["gap"] = _gaps(entry)
+    risk = np.linspace(0.0, 1.0, RISK_POINTS)
+    curves = _intrinsic_curves(risk, eps, lipschitz, priors, rep["conditions"])
+    return {
+        "format": FORMAT,
+        "run": {
+            "name": config["run"]["name"],
+            "seed": config["run"]["seed"],
+            "device": config["run"]["device"],
+            "created": meta.get("created"),
+            "versions": meta.get("versions", {}),
+        },
+        "eps": [float(e) for e in eps],
+        "num_classes": k,
+        "priors": priors,
+        "dataset": {
+            "n_train": config["dataset"]["n_train"],
+            "n_test": config["dataset"]["n_test"],
+            "image_shape": manifest.get("image_shape"),
+        },
+        "generator": {
+            **_generator_info(run_dir),
+            "source": config["generator"]["source"],
+            "min_fidelity": config["generator"]["min_fidelity"],
+        },
+        "lipschitz": lipschitz,
+        "intrinsic": {"risk": [float(r) for r in risk], "curves": curves},
+        "classifiers": classifiers,
+        "stages": {n: r.get("seconds") for n, r in meta.get("stages", {}).items()},
+    }
+
+
+def _gaps(entry: dict[str, Any]) -> dict[str, Any]:
+    """Bound minus measured robust accuracy, per Lipschitz method, threat and eps (negative = violation)."""
+    gaps: dict[str, Any] = {}
+    measured = dict(entry["robust_accuracy"])
+    if entry.get("certified_accuracy"):
+        measured["certified"] = entry["certified_accuracy"]
+    for method, bound in entry["bound"].items():
+        gaps[method] = {
+            t: {e: bound[e] - v for e, v in acc.items() if e in bound} for t, acc in measured.items()
+        }
+    return gaps
+
+
+def _intrinsic_curves(
+    risk: np.ndarray, eps: np.ndarray, lipschitz: dict[str, Any], priors: list[float], conditions: list[str]
+) -> dict[str, Any]:
+    """Bound against risk for each Lipschitz method, condition and eps."""
+    from intrinsic_robustness.bound import intrinsic_robustness
+
+    curves: dict[str, Any] = {}
+    for method, lip in lipschitz.items():
+        curves[method] = {}
+        for cond in conditions:
+            curves[method][cond] = {
+                _k(e): [
+                    float(v)
+                    for v in np.atleast_1d(
+                        intrinsic_robustness(
+                            risk,
+                            float(e),
+                            lip["lipschitz"],
+                            priors=priors,
+                            condition=cond,
+                            slack=lip["slack"],
+                            num_classes=len(priors),
+                        )
+                    )
+                ]
+                for e in eps
+            }
+    return curves

@@ -1,0 +1,146 @@
+"""Findings a report must show rather than hide: each flag is a dict with ``kind``, numbers and a message."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+WEAK_PAIRS = (("autoattack", "pgd"),)
+
+
+def robust_above_bound(report: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:
+    """Measured (or certified) robust accuracy above the classifier's own T1 bound."""
+    flags = []
+    for c in report["classifiers"]:
+        for method, table in (c.get("gap") or {}).items():
+            for threat, gaps in table.items():
+                for eps, gap in gaps.items():
+                    if gap < -tolerance:
+                        bound = c["bound"][method][eps]
+                        flags.append(
+                            {
+                                "kind": "robust_above_bound",
+                                "classifier": c["name"],
+                                "lipschitz": method,
+                                "threat": threat,
+                                "eps": float(eps),
+                                "bound": bound,
+                                "measured": bound - gap,
+                                "message": f"{c['name']}: {threat} robust accuracy {bound - gap:.3f} at eps "
+                                f"{eps} exceeds its T1 bound {bound:.3f} ({method} Lipschitz): "
+                                "the Lipschitz estimate is too low or the bound's conditions fail",
+                            }
+                        )
+    return flags
+
+
+def norm_order(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Examples whose in-distribution norm is below the unconstrained norm (impossible for exact minima)."""
+    flags = []
+    for c in report["classifiers"]:
+        norms = c.get("min_norms") or {}
+        if "unconstrained" not in norms or "in-distribution" not in norms:
+            continue
+        unc = np.array([math.inf if v is None else v for v in norms["unconstrained"]], dtype=float)
+        ind = np.array([math.inf if v is None else v for v in norms["in-distribution"]], dtype=float)
+        if unc.shape != ind.shape or unc.size == 0:
+            continue
+        bad = ind < unc - 1e-6
+        if bad.any():
+            with np.errstate(invalid="ignore"):
+                worst = float(np.max(np.where(bad, unc - ind, 0.0)))
+            flags.append(
+                {
+                    "kind": "in_distribution_below_unconstrained",
+                    "classifier": c["name"],
+                    "count": int(bad.sum()),
+                    "fraction": float(bad.mean()),
+                    "largest_difference": worst,
+                    "message": f"{c['name']}: on {int(bad.sum())} of {bad.size} examples the in-distribution "
+                    "attack found a smaller norm than the unconstrained one: the unconstrained "
+                    "attack is not finding minimal perturbations there",
+                }
+            )
+    return flags
+
+
+def eps_beyond_radius(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """eps values above min_y L_y * r, where the theorems' side condition fails."""
+    flags = []
+    for method, lip in report["lipschitz"].items():
+        over = [e for e in report["eps"] if e > lip["max_eps"]]
+        if over:
+            flags.append(
+                {
+                    "kind": "eps_beyond_lr",
+                    "lipschitz": method,
+                    "eps": over,
+                    "limit": lip["max_eps"],
+                    "message": f"eps {over} exceed min_y L_y r = {lip['max_eps']:.3g} ({method}): the "
+                    "bound's side condition eps <= L r does not hold there",
+                }
+            )
+    return flags
+
+
+def weak_attack(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """AutoAttack finding more adversarial examples than PGD: PGD is weak on this model."""
+    flags = []
+    for c in report["classifiers"]:
+        for threat, table in (c.get("per_attack") or {}).items():
+            for strong, weak in WEAK_PAIRS:
+                if strong not in table or weak not in table:
+                    continue
+                for eps, acc_strong in table[strong].items():
+                    acc_weak = table[weak].get(eps)
+                    if acc_weak is not None and acc_strong is not None and acc_strong < acc_weak - 1e-9:
+                        flags.append(
+                            {
+                                "kind": "weak_attack",
+                                "classifier": c["name"],
+                                "threat": threat,
+                                "eps": float(eps),
+                                strong: acc_strong,
+                                weak: acc_weak,
+                                "message": f"{c['name']}: {strong} robust accuracy {acc_strong:.3f} < {weak} "
+                                f"{acc_weak:.3f} at eps {eps}: {weak} alone is weak here",
+                            }
+                        )
+    return flags
+
+
+def low_fidelity(report: dict[str, Any]) -> list[dict[str, Any]]:
+    gen = report["generator"]
+    fid, floor = gen.get("fidelity"), gen.get("min_fidelity", 0.0)
+    if fid is None:
+        return [
+            {
+                "kind": "fidelity_unknown",
+                "message": "generator fidelity was not measured (loaded generator): "
+                "check that its samples show the class they are labelled with",
+            }
+        ]
+    if fid < floor:
+        return [
+            {
+                "kind": "low_fidelity",
+                "fidelity": fid,
+                "threshold": floor,
+                "message": f"generator fidelity {fid:.3f} is below {floor:.2f}: a classifier trained on "
+                f"real data "
+                "often disagrees with the generated labels, so results say little about the real data",
+            }
+        ]
+    return []
+
+
+def all_flags(report: dict[str, Any], tolerance: float = 0.0) -> list[dict[str, Any]]:
+    return (
+        robust_above_bound(report, tolerance)
+        + norm_order(report)
+        + eps_beyond_radius(report)
+        + weak_attack(report)
+        + low_fidelity(report)
+    )

@@ -1,0 +1,261 @@
+"""The report's figures (matplotlib, Agg backend, imported lazily); each function returns PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MARKERS = {"unconstrained": "o", "in-distribution": "s", "certified": "^"}
+LINESTYLES = {"per_class": "-", "overall": "--"}
+METHOD_ALPHA = (1.0, 0.55, 0.35)
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _colors(n: int) -> list[Any]:
+    cmap = _plt().get_cmap("tab10")
+    return [cmap(i % 10) for i in range(n)]
+
+
+def bound_vs_risk(report: dict[str, Any]) -> bytes:
+    """Figure 1: the bound against risk at each eps, every classifier at its natural error."""
+    plt = _plt()
+    eps = report["eps"]
+    classifiers = [c for c in report["classifiers"] if not c.get("missing")]
+    max_err = max([c["natural_error"] for c in classifiers] + [0.05])
+    x_max = min(1.0, max(0.2, 2.5 * max_err))
+    cols = min(len(eps), 3)
+    rows = math.ceil(len(eps) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.6 * rows), squeeze=False)
+    risk = np.array(report["intrinsic"]["risk"])
+    keep = risk <= x_max + 1e-12
+    colors = _colors(len(classifiers))
+    for ax, e in zip(axes.flat, eps, strict=False):
+        key = f"{e:g}"
+        for m_i, (method, conds) in enumerate(report["intrinsic"]["curves"].items()):
+            for cond, table in conds.items():
+                ax.plot(
+                    risk[keep],
+                    np.array(table[key])[keep],
+                    color="black",
+                    ls=LINESTYLES.get(cond, ":"),
+                    alpha=METHOD_ALPHA[m_i % 3],
+                    label=f"bound, {cond} ({method} L)",
+                )
+        for color, c in zip(colors, classifiers, strict=True):
+            _classifier_points(ax, c, key, color)
+        ax.set(
+            title=f"eps = {e:g}",
+            xlabel="risk (natural error)",
+            ylabel="robust accuracy",
+            xlim=(0, x_max),
+            ylim=(-0.02, 1.02),
+        )
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(eps) :]:
+        ax.axis("off")
+    handles, labels = _legend_entries(axes.flat[0], classifiers, colors)
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=min(4, len(labels)),
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.02 - 0.035 * math.ceil(len(labels) / 4)),
+    )
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _classifier_points(ax: Any, c: dict[str, Any], key: str, color: Any) -> None:
+    x = c["natural_error"]
+    for threat, acc in c["robust_accuracy"].items():
+        if key in acc:
+            ax.scatter(
+                [x], [acc[key]], marker=MARKERS[threat], color=color, edgecolor="black", zorder=3, s=36
+            )
+    if c.get("certified_accuracy") and key in c["certified_accuracy"]:
+        ax.scatter(
+            [x], [c["certified_accuracy"][key]], marker="^", color=color, edgecolor="black", zorder=3, s=36
+        )
+    for table in (c.get("bound") or {}).values():
+        if key in table:
+            ax.scatter([x], [table[key]], marker="*", color=color, edgecolor="black", s=110, zorder=4)
+            break
+
+
+def _legend_entries(
+    ax: Any, classifiers: list[dict[str, Any]], colors: list[Any]
+) -> tuple[list[Any], list[str]]:
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    for color, c in zip(colors, classifiers, strict=True):
+        handles.append(Line2D([], [], marker="o", ls="", color=color))
+        labels.append(f"{c['name']} ({c['method']})")
+    for name, marker in (
+        ("unconstrained", "o"),
+        ("in-distribution", "s"),
+        ("certified", "^"),
+        ("own T1 bound", "*"),
+    ):
+        handles.append(Line2D([], [], marker=marker, ls="", color="white", markeredgecolor="black"))
+        labels.append(name)
+    return handles, labels
+
+
+def robust_vs_eps(report: dict[str, Any]) -> bytes:
+    """Figure 2: robust accuracy against eps per classifier, with its T1 bound as a function of eps."""
+    plt = _plt()
+    classifiers = [c for c in report["classifiers"] if not c.get("missing")]
+    eps = np.array(report["eps"])
+    grid = np.linspace(0.0, float(eps.max()) * 1.05, 200)
+    fig, axes = plt.subplots(1, len(classifiers), figsize=(4.2 * len(classifiers), 3.5), squeeze=False)
+    for ax, c in zip(axes.flat, classifiers, strict=True):
+        for threat, norms in c["min_norms"].items():
+            arr = np.array([math.inf if v is None else v for v in norms], dtype=float)
+            line = ax.plot(grid, (arr[None, :] > grid[:, None]).mean(1), label=f"{threat} (min norms)")[0]
+            pts = c["robust_accuracy"].get(threat, {})
+            ax.scatter(
+                [float(k) for k in pts],
+                list(pts.values()),
+                marker=MARKERS[threat],
+                color=line.get_color(),
+                edgecolor="black",
+                zorder=3,
+            )
+        if c.get("certified_accuracy"):
+            cert = c["certified_accuracy"]
+            ax.plot([float(k) for k in cert], list(cert.values()), marker="^", label="certified")
+        for m_i, (method, table) in enumerate((c.get("bound") or {}).items()):
+            ax.plot(
+                [float(k) for k in table],
+                list(table.values()),
+                color="black",
+                ls="--",
+                alpha=METHOD_ALPHA[m_i % 3],
+                label=f"T1 bound ({method} L)",
+            )
+        ax.set(
+            title=f"{c['name']} ({c['method']})",
+            xlabel="eps (L2, [0,1] pixels)",
+            ylabel="robust accuracy",
+            ylim=(-0.02, 1.02),
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def lipschitz_per_class(report: dict[str, Any]) -> bytes:
+    """Figure 3: distribution of per-anchor local Lipschitz estimates per class, one box per method."""
+    plt = _plt()
+    methods = list(report["lipschitz"])
+    k = report["num_classes"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * k * max(1, len(methods))), 3.6))
+    width = 0.8 / max(1, len(methods))
+    colors = _colors(len(methods))
+    for i, method in enumerate(methods):
+        lip = report["lipschitz"][method]
+        pos = np.arange(k) + (i - (len(methods) - 1) / 2) * width
+        box = ax.boxplot(
+            [np.array(v, dtype=float) for v in lip["values"]],
+            positions=pos,
+            widths=width * 0.9,
+            patch_artist=True,
+            showfliers=True,
+            flierprops={"markersize": 2},
+        )
+        for patch in box["boxes"]:
+            patch.set_facecolor(colors[i])
+            patch.set_alpha(0.6)
+        ax.scatter(pos, lip["lipschitz"], marker="_", s=200, color="black", zorder=3)
+        ax.plot([], [], color=colors[i], lw=8, alpha=0.6, label=f"{method} ({lip['percentile']} marked)")
+    ax.set(
+        xticks=np.arange(k),
+        xticklabels=[str(i) for i in range(k)],
+        xlabel="class",
+        ylabel="local Lipschitz estimate (from below)",
+    )
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _show(ax: Any, img: np.ndarray) -> None:
+    if img.shape[0] == 1:
+        ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.clip(np.transpose(img, (1, 2, 0)), 0, 1))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def samples(run_dir: Path, per_class: int, num_classes: int) -> bytes | None:
+    """Figure 4a: generated test images, one row per class."""
+    from intrinsic_robustness.data.synthetic import load_dataset
+
+    if not (run_dir / "dataset" / "manifest.json").is_file():
+        return None
+    data = load_dataset(run_dir / "dataset", split="test")
+    plt = _plt()
+    fig, axes = plt.subplots(
+        num_classes, per_class, figsize=(0.75 * per_class, 0.75 * num_classes), squeeze=False
+    )
+    for y in range(num_classes):
+        idx = (data.labels == y).nonzero().flatten()[:per_class]
+        axes[y, 0].set_ylabel(str(y), rotation=0, labelpad=10)
+        for j in range(per_class):
+            _show(axes[y, j], data.images[idx[j]].numpy()) if j < len(idx) else axes[y, j].axis("off")
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    return _png(fig)
+
+
+def adversarial(run_dir: Path, report: dict[str, Any], k: int) -> bytes | None:
+    """Figure 4b: stored adversarial examples (both threats) under their originals, with their norms."""
+    from intrinsic_robustness.io import load_tensors
+
+    rows = []
+    for c in report["classifiers"]:
+        for threat in ("unconstrained", "in-distribution"):
+            path = run_dir / "eval" / c["name"] / f"{threat}-examples.safetensors"
+            if path.is_file():
+                rows.append((c["name"], threat, load_tensors(path)))
+    if not rows or k == 0:
+        return None
+    plt = _plt()
+    cols = min(k, max(len(r[2]["index"]) for r in rows))
+    fig, axes = plt.subplots(2 * len(rows), cols, figsize=(1.0 * cols + 1.5, 2.1 * len(rows)), squeeze=False)
+    for r, (name, threat, t) in enumerate(rows):
+        axes[2 * r, 0].set_ylabel("original", fontsize=7)
+        axes[2 * r + 1, 0].set_ylabel(f"{name}\n{threat}", fontsize=7)
+        for j in range(cols):
+            if j >= len(t["index"]):
+                axes[2 * r, j].axis("off")
+                axes[2 * r + 1, j].axis("off")
+                continue
+            _show(axes[2 * r, j], t["x"][j].numpy())
+            _show(axes[2 * r + 1, j], t["x_adv"][j].numpy())
+            axes[2 * r + 1, j].set_title(f"{float(t['norms'][j]):.2f}", fontsize=7)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,138 @@
+"""Markdown and self-contained HTML renderings of a report dictionary (figures inlined as base64 PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any
+
+CAPTIONS = {
+    "bound_vs_risk": "Intrinsic-robustness bound against risk at each eps (solid: every class's error >= "
+    "risk, "
+    "T2; dashed: only the overall risk >= risk, exact worst case). Markers: each classifier at "
+    "its natural error with its measured robust accuracy (circle unconstrained, square "
+    "in-distribution, triangle certified) and its own T1 bound (star).",
+    "robust_vs_eps": "Robust accuracy against eps per classifier (lines from per-example minimal norms, "
+    "markers "
+    "at the evaluated eps), with the classifier's T1 bound as a function of eps (dashed).",
+    "lipschitz": "Per-anchor local Lipschitz estimates per class and method (estimates from below); the bar "
+    "marks the percentile the bounds use.",
+    "samples": "Generated test images, one row per class.",
+    "adversarial": "Adversarial examples (lower row, L2 norm above each) under their originals, for each "
+    "classifier and threat model.",
+}
+
+
+def _f(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.3f}"
+
+
+def classifier_rows(c: dict[str, Any], eps: list[float]) -> tuple[list[str], list[list[str]]]:
+    """One row per eps: measured robust accuracies, the T1 bound per Lipschitz method, and the gap."""
+    methods = list(c.get("bound") or {})
+    head = ["eps", "unconstrained", "in-distribution", "certified"]
+    head += [f"T1 bound ({m})" for m in methods] + [f"gap ({m})" for m in methods]
+    rows = []
+    for e in eps:
+        k = f"{e:g}"
+        acc = c["robust_accuracy"]
+        best = [acc[t][k] for t in acc if k in acc[t]]
+        row = [
+            k,
+            _f(acc.get("unconstrained", {}).get(k)),
+            _f(acc.get("in-distribution", {}).get(k)),
+            _f((c.get("certified_accuracy") or {}).get(k)),
+        ]
+        row += [_f(c["bound"][m].get(k)) for m in methods]
+        row += [_f(c["bound"][m][k] - max(best)) if best and k in c["bound"][m] else "-" for m in methods]
+        rows.append(row)
+    return head, rows
+
+
+def _summary(report: dict[str, Any]) -> list[str]:
+    gen = report["generator"]
+    lines = [
+        f"run `{report['run']['name']}`, seed {report['run']['seed']}, {report['num_classes']} classes, "
+        f"{report['dataset']['n_train']} train / {report['dataset']['n_test']} test generated images "
+        f"of shape {report['dataset']['image_shape']}",
+        f"generator: {gen['source']}, fidelity {_f(gen.get('fidelity'))}",
+    ]
+    for method, lip in report["lipschitz"].items():
+        values = ", ".join(f"{v:.3g}" for v in lip["lipschitz"])
+        lines.append(
+            f"Lipschitz ({method}, {lip['percentile']}, radius {lip['radius']:g}; estimates from "
+            f"below): {values}; eps limit min L r = {lip['max_eps']:.3g}"
+        )
+    return lines
+
+
+def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
+    """report.md: summary, flags, one table per classifier, figure links."""
+    out = [f"# Intrinsic-robustness report: {report['run']['name']}", ""]
+    out += [f"- {line}" for line in _summary(report)] + ["", "## Flags", ""]
+    out += [f"- **{f['kind']}**: {f['message']}" for f in report["flags"]] or ["- none"]
+    for c in report["classifiers"]:
+        out += ["", f"## {c['name']} ({c['method']})", ""]
+        if c.get("missing"):
+            out.append("no evaluation results")
+            continue
+        out.append(
+            f"natural accuracy {_f(c['natural_accuracy'])} on n = {c['n']} test examples; robust "
+            "accuracies are fractions of all n examples; gap = T1 bound - best measured robust accuracy"
+        )
+        out.append("")
+        head, rows = classifier_rows(c, report["eps"])
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+    out += ["", "## Figures", ""]
+    for name, file in figures.items():
+        out += [f"![{name}]({file})", "", CAPTIONS.get(name, ""), ""]
+    return "\n".join(out) + "\n"
+
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;"
+    "text-align:right}th{background:#eee}img{max-width:100%}.flag{color:#a40000}figcaption{font-size:90%;"
+    "color:#444;margin-bottom:1.5em}"
+)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    h = "".join(f"<th>{html.escape(x)}</th>" for x in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in r) + "</tr>" for r in rows)
+    return f"<table><tr>{h}</tr>{body}</table>"
+
+
+def html_page(report: dict[str, Any], images: dict[str, bytes]) -> str:
+    """report.html: everything in one file, figures as data URIs (no external resources)."""
+    esc = html.escape
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>irob report: {esc(report['run']['name'])}"
+        f"</title><style>{STYLE}</style></head><body>",
+        f"<h1>Intrinsic-robustness report: {esc(report['run']['name'])}</h1><ul>",
+    ]
+    parts += [f"<li>{esc(line)}</li>" for line in _summary(report)]
+    parts.append("</ul><h2>Flags</h2><ul>")
+    parts += [f"<li class='flag'><b>{esc(f['kind'])}</b>: {esc(f['message'])}</li>" for f in report["flags"]]
+    parts.append("" if report["flags"] else "<li>none</li>")
+    parts.append("</ul>")
+    for c in report["classifiers"]:
+        parts.append(f"<h2>{esc(c['name'])} ({esc(c['method'])})</h2>")
+        if c.get("missing"):
+            parts.append("<p>no evaluation results</p>")
+            continue
+        parts.append(
+            f"<p>natural accuracy {_f(c['natural_accuracy'])} on n = {c['n']} test examples; "
+            "gap = T1 bound - best measured robust accuracy.</p>"
+        )
+        parts.append(_table(*classifier_rows(c, report["eps"])))
+    parts.append("<h2>Figures</h2>")
+    for name, png in images.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(
+            f"<figure><img alt='{esc(name)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{esc(CAPTIONS.get(name, ''))}</figcaption></figure>"
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)

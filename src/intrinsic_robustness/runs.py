@@ -1,0 +1,262 @@
+"""Run directories and the stage engine: skip what is done and unchanged, redo what changed, resume the rest.
+
+A run directory holds ``config.json`` (the resolved config), ``meta.json`` (package versions, seed, and
+one record per stage) and one output location per stage. Each stage has a *key*: the hash of its own
+config section together with the *fingerprints* (content hashes of the outputs) of the stages it reads.
+A stage is skipped when its record says ``done`` with the same key and its outputs still exist. The
+record turns ``done`` only after the stage's outputs are in place (the stage writes them atomically), so
+a run killed mid-stage leaves that stage ``running``: the rerun calls it again with ``fresh=False`` and
+the stage resumes from whatever checkpoints its library function keeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.io import file_sha256, read_json, write_json
+from intrinsic_robustness.progress import advance, task
+
+log = logging.getLogger(__name__)
+
+META_FORMAT = "irob-run/1"
+STAGE_ORDER = ("generator", "lipschitz", "dataset", "classifiers", "evaluation", "report")
+
+
+def canonical_hash(data: Any) -> str:
+    """sha256 of canonical JSON (sorted keys, no spaces): equal data, equal hash."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions that decide whether a run can be reproduced."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("intrinsic-robustness", "torch", "numpy", "scipy", "pydantic", "safetensors"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets: the run directory, whether to start clean, and upstream records."""
+
+    run_dir: Path
+    name: str
+    fresh: bool
+    upstream: dict[str, dict[str, Any]]
+
+    def path(self, *parts: str) -> Path:
+        return self.run_dir.joinpath(*parts)
+
+
+StageFn = Callable[[StageContext], Sequence[str]]
+
+
+@dataclass
+class Stage:
+    """One step: ``run(ctx)`` writes its outputs and returns their paths relative to the run directory.
+
+    ``config`` is the JSON-able settings that decide the outputs; ``inputs`` names upstream stages;
+    ``files`` are external files (weights, data) whose content also decides the outputs; ``clean`` are
+    paths removed before a fresh (not resumed) execution.
+    """
+
+    name: str
+    config: Any
+    run: StageFn
+    inputs: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    clean: tuple[str, ...] = ()
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    action: str  # "skipped" | "ran" | "resumed"
+    seconds: float
+    key: str
+
+
+@dataclass
+class RunDir:
+    """A run directory and its ``meta.json``."""
+
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], seed: int | None = None) -> RunDir:
+        """Open (or create) a run directory; an existing ``meta.json`` of another format is an error."""
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise UserInputError(f"--run-dir {p}: exists and is not a directory; choose another path")
+        p.mkdir(parents=True, exist_ok=True)
+        meta_path = p / "meta.json"
+        if meta_path.is_file():
+            meta = read_json(meta_path)
+            if meta.get("format") != META_FORMAT:
+                raise UserInputError(
+                    f"{meta_path}: format {meta.get('format')!r}, expected {META_FORMAT!r}; "
+                    "use a new --run-dir"
+                )
+        else:
+            meta = {"format": META_FORMAT, "created": _now(), "stages": {}}
+        run = cls(p, meta)
+        run.meta["versions"] = package_versions()
+        if seed is not None:
+            run.meta["seed"] = int(seed)
+        return run
+
+    def save(self) -> None:
+        self.meta["updated"] = _now()
+        write_json(self.path / "meta.json", self.meta)
+
+    def record(self, name: str) -> dict[str, Any] | None:
+        return self.meta.get("stages", {}).get(name)
+
+    def set_record(self, name: str, record: dict[str, Any]) -> None:
+        self.meta.setdefault("stages", {})[name] = record
+        self.save()
+
+    def stage_key(self, stage: Stage) -> tuple[str, dict[str, Any]]:
+        """The stage's key and the input hashes it was computed from."""
+        inputs: dict[str, Any] = {}
+        for up in stage.inputs:
+            rec = self.record(up)
+            if rec is None or rec.get("status") != "done":
+                raise RuntimeError(f"stage {stage.name} needs {up}, which has not finished")
+            inputs[up] = rec["fingerprint"]
+        for f in stage.files:
+            if not Path(f).is_file():
+                raise UserInputError(f"{f}: file not found (needed by stage {stage.name})")
+            inputs[f"file:{f}"] = file_sha256(f)
+        return canonical_hash({"stage": stage.name, "config": stage.config, "inputs": inputs}), inputs
+
+    def is_current(self, stage: Stage, key: str) -> bool:
+        rec = self.record(stage.name)
+        if rec is None or rec.get("status") != "done" or rec.get("key") != key:
+            return False
+        return all((self.path / out).exists() for out in rec.get("outputs", {}))
+
+    def fingerprint(self, outputs: Iterable[str]) -> dict[str, str]:
+        """Content hash of each output (a directory hashes its JSON and safetensors files)."""
+        return {out: _hash_path(self.path / out) for out in sorted(set(outputs))}
+
+
+def _hash_path(path: Path) -> str:
+    if path.is_file():
+        return file_sha256(path)
+    if not path.is_dir():
+        raise RuntimeError(f"stage output {path} does not exist")
+    parts = {}
+    for f in sorted(path.rglob("*")):
+        rel = f.relative_to(path)
+        if f.is_file() and f.suffix in (".json", ".safetensors") and not _is_scratch(rel):
+            parts[str(rel)] = file_sha256(f)
+    return canonical_hash(parts)
+
+
+def _is_scratch(rel: Path) -> bool:
+    """Checkpoints and hidden temp files do not define a stage's result."""
+    return any(p.startswith(".") or "checkpoint" in p for p in rel.parts)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def match_force(names: Sequence[str], force: Iterable[str]) -> set[str]:
+    """Stage names selected by ``--force`` values: a stage name, a group (``classifiers``) or ``all``."""
+    chosen: set[str] = set()
+    for want in force:
+        want = want.strip()
+        hit = [n for n in names if want in ("all", n) or n.startswith(want + "/")]
+        if not hit:
+            groups = sorted({n.split("/")[0] for n in names})
+            raise UserInputError(
+                f"--force {want}: no such stage; choose from all, {', '.join(groups)} "
+                f"or one of {', '.join(n for n in names if '/' in n)}"
+            )
+        chosen.update(hit)
+    return chosen
+
+
+def execute(
+    run: RunDir,
+    stages: Sequence[Stage],
+    force: Iterable[str] = (),
+    on_event: Callable[[StageOutcome], None] | None = None,
+) -> list[StageOutcome]:
+    """Run the stages in order, skipping those done with an unchanged key (unless forced)."""
+    forced = match_force([s.name for s in stages], force)
+    outcomes = []
+    with task("pipeline stages", len(stages)) as handle:
+        for stage in stages:
+            outcome = _execute_one(run, stage, stage.name in forced)
+            outcomes.append(outcome)
+            if on_event is not None:
+                on_event(outcome)
+            advance(handle)
+    return outcomes
+
+
+def _execute_one(run: RunDir, stage: Stage, forced: bool) -> StageOutcome:
+    key, inputs = run.stage_key(stage)
+    if not forced and run.is_current(stage, key):
+        log.info("stage %s: done and unchanged, skipped", stage.name)
+        return StageOutcome(stage.name, "skipped", 0.0, key)
+    previous = run.record(stage.name)
+    resume = not forced and previous is not None and previous.get("key") == key
+    if not resume:
+        for rel in stage.clean:
+            _remove(run.path / rel)
+    run.set_record(
+        stage.name,
+        {"status": "running", "key": key, "inputs": inputs, "started": _now(), "config": stage.config},
+    )
+    start = time.perf_counter()
+    ctx = StageContext(
+        run.path, stage.name, fresh=not resume, upstream={u: run.record(u) or {} for u in stage.inputs}
+    )
+    outputs = stage.run(ctx)
+    seconds = time.perf_counter() - start
+    hashes = run.fingerprint(outputs)
+    run.set_record(
+        stage.name,
+        {
+            "status": "done",
+            "key": key,
+            "inputs": inputs,
+            "outputs": hashes,
+            "fingerprint": canonical_hash(hashes),
+            "started": run.record(stage.name)["started"],
+            "finished": _now(),
+            "seconds": seconds,
+            "config": stage.config,
+        },
+    )
+    log.info("stage %s: finished in %.1f s", stage.name, seconds)
+    return StageOutcome(stage.name, "resumed" if resume else "ran", seconds, key)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()

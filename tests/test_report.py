@@ -1,0 +1,164 @@
+"""Report rendering from a hand-built run directory whose numbers are known (no model is trained here)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from intrinsic_robustness.bound import classifier_bound, intrinsic_robustness
+from intrinsic_robustness.config import config_from_dict, config_to_dict
+from intrinsic_robustness.io import save_tensors, write_json
+
+EPS = [0.5, 1.0, 2.0]
+
+
+def _lipschitz_json(path: Path, values_per_class: list[list[float]], method: str) -> None:
+    from intrinsic_robustness.lipschitz.result import ClassLipschitz, LipschitzResult
+
+    per_class = tuple(ClassLipschitz.from_values(c, torch.tensor(v)) for c, v in enumerate(values_per_class))
+    LipschitzResult(
+        method=method, radius=0.5, parameters={}, per_class=per_class, generator_evaluations=10, seconds=0.0
+    ).save(path)
+
+
+def _eval_json(path: Path, threat: str, norms: list[float], labels: list[int], k: int) -> None:
+    arr = np.array(norms)
+    class_errors = [float((arr[np.array(labels) == c] == 0).mean()) for c in range(k)]
+    write_json(
+        path,
+        {
+            "threat": threat,
+            "attacks": ["pgd"],
+            "n": len(norms),
+            "natural_error": float((arr == 0).mean()),
+            "class_errors": class_errors,
+            "min_norms": [None if math.isinf(v) else v for v in norms],
+            "robust_accuracy": {f"{e:g}": float((arr > e).mean()) for e in EPS},
+            "certified_accuracy": None,
+            "seconds": 1.0,
+        },
+    )
+
+
+def make_run(tmp_path: Path, affine_generator) -> Path:
+    """A run directory with a real (affine) dataset and fabricated evaluation results of known value."""
+    from intrinsic_robustness.data.synthetic import generate_dataset
+
+    run = tmp_path / "run"
+    cfg = config_from_dict(
+        {
+            "run": {"name": "fake"},
+            "classifiers": [{"name": "a"}, {"name": "b", "method": "pgd"}],
+            "lipschitz": {"methods": ["sampling", "gradient"]},
+            "evaluation": {"eps": EPS},
+            "report": {"samples_per_class": 3, "adversarial_examples": 2},
+            "generator": {"source": "load", "spec": "affine"},
+        }
+    )
+    write_json(run / "config.json", config_to_dict(cfg))
+    generate_dataset(affine_generator, run / "dataset", n_train=6, n_test=12, seed=0)
+    _lipschitz_json(run / "lipschitz" / "sampling.json", [[0.5, 0.6, 0.7]] * 3, "sampling")
+    _lipschitz_json(run / "lipschitz" / "gradient.json", [[0.8, 0.9, 1.0]] * 3, "gradient")
+    labels = [0, 1, 2, 0, 1, 2]
+    _eval_json(
+        run / "eval" / "a" / "unconstrained.json",
+        "unconstrained",
+        [0, 0.3, 0.6, 1.2, 2.5, math.inf],
+        labels,
+        3,
+    )
+    _eval_json(
+        run / "eval" / "a" / "in-distribution.json",
+        "in-distribution",
+        [0, 0.4, 0.5, 1.5, 3.0, math.inf],
+        labels,
+        3,
+    )
+    _eval_json(
+        run / "eval" / "b" / "unconstrained.json", "unconstrained", [0, 0, 1.1, 1.2, 2.5, 3.0], labels, 3
+    )
+    x = torch.rand(2, 1, 6, 6)
+    save_tensors(
+        run / "eval" / "a" / "unconstrained-examples.safetensors",
+        {
+            "index": torch.tensor([1, 2]),
+            "x": x,
+            "y": torch.tensor([1, 2]),
+            "x_adv": x * 0.9,
+            "norms": torch.tensor([0.3, 0.6]),
+        },
+    )
+    return run
+
+
+def test_report_files_numbers_and_flags(tmp_path, affine_generator):
+    from intrinsic_robustness.report import write_report
+
+    run = make_run(tmp_path, affine_generator)
+    paths = write_report(run)
+    for key in ("json", "md", "html"):
+        assert paths[key].is_file()
+    rep = json.loads(paths["json"].read_text())
+    assert rep["format"] == "irob-report/1"
+    a = {c["name"]: c for c in rep["classifiers"]}["a"]
+    # measured numbers are copied as floats in [0, 1]
+    assert a["robust_accuracy"]["unconstrained"]["1"] == pytest.approx(3 / 6)
+    assert a["robust_accuracy"]["in-distribution"]["1"] == pytest.approx(3 / 6)
+    assert a["natural_accuracy"] == pytest.approx(5 / 6)
+    # T1 at the classifier's own per-class errors, with the p99 estimate and its 0.01 slack
+    lip = [float(np.quantile([0.8, 0.9, 1.0], 0.99))] * 3
+    expect = classifier_bound(a["class_errors"], 1.0, lip, slack=[0.01] * 3)
+    assert a["bound"]["gradient"]["1"] == pytest.approx(float(expect))
+    assert a["gap"]["gradient"]["unconstrained"]["1"] == pytest.approx(float(expect) - 0.5)
+    curve = rep["intrinsic"]["curves"]["sampling"]["overall"]["2"]
+    risk = rep["intrinsic"]["risk"]
+    lip_s = [float(np.quantile([0.5, 0.6, 0.7], 0.99))] * 3
+    assert curve[20] == pytest.approx(
+        float(
+            intrinsic_robustness(risk[20], 2.0, lip_s, condition="overall", slack=[0.01] * 3, num_classes=3)
+        )
+    )
+    kinds = {f["kind"] for f in rep["flags"]}
+    # example 3: in-distribution 0.5 < unconstrained 0.6 -> flagged; eps 2 > L r -> flagged
+    assert "in_distribution_below_unconstrained" in kinds
+    assert "eps_beyond_lr" in kinds
+    assert "fidelity_unknown" in kinds
+    for v in _floats(rep["classifiers"][0]["robust_accuracy"]):
+        assert 0.0 <= v <= 1.0
+
+
+def _floats(table: dict) -> list[float]:
+    return [v for t in table.values() for v in t.values()]
+
+
+def test_report_html_is_self_contained(tmp_path, affine_generator):
+    from intrinsic_robustness.report import write_report
+
+    run = make_run(tmp_path, affine_generator)
+    paths = write_report(run)
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") == 5
+    assert "src='http" not in html and 'src="http' not in html and "<link" not in html
+    md = paths["md"].read_text()
+    assert "| eps | unconstrained | in-distribution | certified |" in md
+    for name in ("bound_vs_risk", "robust_vs_eps", "lipschitz", "samples", "adversarial"):
+        png = paths[name].read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_flags_robustness_above_bound(tmp_path, affine_generator):
+    """Errors only on class 0 yet no attack succeeding contradicts T1 at large eps: the flag must show."""
+    from intrinsic_robustness.report import write_report
+
+    run = make_run(tmp_path, affine_generator)
+    _eval_json(
+        run / "eval" / "b" / "unconstrained.json", "unconstrained", [0.0] + [math.inf] * 5, [0, 1, 2] * 2, 3
+    )
+    rep = json.loads(write_report(run)["json"].read_text())
+    above = [f for f in rep["flags"] if f["kind"] == "robust_above_bound" and f["classifier"] == "b"]
+    assert above and all(f["measured"] == pytest.approx(5 / 6) and f["measured"] > f["bound"] for f in above)
