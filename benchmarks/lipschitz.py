@@ -35,10 +35,14 @@ def load_acgan(weights: str | None, seed: int) -> tuple[torch.nn.Module, str]:
 
         for candidate in (Path(weights), Path(weights) / "generator"):
             if (candidate / "generator.json").is_file():
+                info = json.loads((candidate / "generator.json").read_text())
                 try:
-                    return load_generator(str(candidate), None, "cpu"), f"trained weights from {candidate}"
+                    gen = load_generator(str(candidate), None, "cpu")
                 except UserInputError as exc:
                     print(f"could not load {candidate}: {exc}")
+                    continue
+                return gen, (f"trained weights from {candidate} ({info.get('trained_on', '?')}, "
+                             f"{info.get('epochs', '?')} epoch(s))")
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         gen = ACGANGenerator(latent_dim=100, num_classes=10, image_shape=(1, 28, 28))
@@ -99,18 +103,18 @@ def report(samp, grad, source: str, args: argparse.Namespace, total: float) -> N
         total_anchors += len(sv)
         ratio = gv / sv
         ratios.append(ratio)
-        print(f"| {s.label} | {s.p99:.3f} | {s.max:.3f} | {g.p99:.3f} | {g.max:.3f} | {ratio.min():.2f} |")
+        print(f"| {s.label} | {s.p99:.4g} | {s.max:.4g} | {g.p99:.4g} | {g.max:.4g} | {ratio.min():.3f} |")
     all_ratios = torch.cat(ratios)
     print(f"\n| method | generator evaluations | wall time (s) |\n|---|---:|---:|\n"
           f"| sampling | {samp.generator_evaluations:,} | {samp.seconds:.1f} |\n"
           f"| gradient | {grad.generator_evaluations:,} | {grad.seconds:.1f} |\n")
     evals_ratio = grad.generator_evaluations / samp.generator_evaluations
-    print(f"evaluations ratio gradient/sampling: {evals_ratio:.4f} (1/{1 / evals_ratio:.1f})")
-    print(f"time ratio gradient/sampling: {grad.seconds / samp.seconds:.3f}")
-    print(f"anchors where gradient >= sampling: {wins}/{total_anchors} ({wins / total_anchors:.3f})")
-    print(f"per-anchor gradient/sampling ratio: min {all_ratios.min():.2f}, "
-          f"median {all_ratios.median():.2f}, max {all_ratios.max():.2f}")
-    print(f"total wall time {total:.1f} s")
+    print(f"- evaluations ratio gradient/sampling: {evals_ratio:.4f} (1/{1 / evals_ratio:.1f})")
+    print(f"- time ratio gradient/sampling: {grad.seconds / samp.seconds:.3f}")
+    print(f"- anchors where gradient >= sampling: {wins}/{total_anchors} ({wins / total_anchors:.3f})")
+    print(f"- per-anchor gradient/sampling ratio: min {all_ratios.min():.3f}, "
+          f"median {all_ratios.median():.3f}, max {all_ratios.max():.3f}")
+    print(f"- total wall time {total:.1f} s")
     print(json.dumps({"evals_ratio": evals_ratio,
                       "time_ratio": grad.seconds / samp.seconds, "fraction_gradient_ge_sampling":
                       wins / total_anchors}))

@@ -88,10 +88,11 @@ def affine_setup():
     """Affine generator clamp(A z + b_y) + a linear classifier, points where no clamping can matter."""
     gen = make_affine(latent_dim=8, num_classes=3, height=6, width=6, scale=0.05, seed=0)
     g = torch.Generator().manual_seed(1)
-    weight = torch.linalg.pinv(gen.weight).T @ torch.randn(8, 3, generator=g) + torch.randn(36, 3, generator=g)
+    latent_part = torch.randn(3, 8, generator=g)
+    weight = (torch.linalg.pinv(gen.weight).T @ latent_part.T).T + torch.randn(3, 36, generator=g)
     model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
     with torch.no_grad():
-        model[1].weight.copy_(5 * weight.T / weight.T.norm(dim=1, keepdim=True))
+        model[1].weight.copy_(5 * weight / weight.norm(dim=1, keepdim=True))
         model[1].bias.zero_()
     y = torch.arange(300) % 3
     z = torch.randn(300, 8, generator=g)

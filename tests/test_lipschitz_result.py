@@ -71,6 +71,10 @@ def test_bound_inputs_refuses_mean_partial_classes_and_bad_files(tmp_path):
         bound_inputs(_result(), "p50")
     with pytest.raises(UserInputError, match="every class"):
         bound_inputs(_result(labels=(1, 2)), "p99")
+    partial = _result(labels=(0, 1))
+    partial = LipschitzResult(**{**partial.__dict__, "parameters": {"num_classes": 3}})
+    with pytest.raises(UserInputError, match="every class"):
+        bound_inputs(partial, "p99")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"method": "sampling"}))
     with pytest.raises(UserInputError, match="missing key"):

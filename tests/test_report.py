@@ -79,18 +79,16 @@ def make_run(tmp_path: Path, affine_generator) -> Path:
         labels,
         3,
     )
-    _eval_json(
-        run / "eval" / "b" / "unconstrained.json", "unconstrained", [0, 0, 1.1, 1.2, 2.5, 3.0], labels, 3
-    )
-    x = torch.rand(2, 1, 6, 6)
+    _eval_json(run / "eval" / "b" / "unconstrained.json", "unconstrained", [0, 0, 1.1, 1.2, 2.5, 3.0], labels, 3)
+    x = torch.rand(6, 1, 6, 6)
     save_tensors(
-        run / "eval" / "a" / "unconstrained-examples.safetensors",
+        run / "eval" / "a" / "unconstrained.safetensors",
         {
-            "index": torch.tensor([1, 2]),
             "x": x,
-            "y": torch.tensor([1, 2]),
             "x_adv": x * 0.9,
-            "norms": torch.tensor([0.3, 0.6]),
+            "labels": torch.tensor(labels),
+            "min_norms": torch.tensor([0, 0.3, 0.6, 1.2, 2.5, math.inf]),
+            "success": torch.tensor([True, True, True, True, True, False]),
         },
     )
     return run
@@ -119,9 +117,7 @@ def test_report_files_numbers_and_flags(tmp_path, affine_generator):
     risk = rep["intrinsic"]["risk"]
     lip_s = [float(np.quantile([0.5, 0.6, 0.7], 0.99))] * 3
     assert curve[20] == pytest.approx(
-        float(
-            intrinsic_robustness(risk[20], 2.0, lip_s, condition="overall", slack=[0.01] * 3, num_classes=3)
-        )
+        float(intrinsic_robustness(risk[20], 2.0, lip_s, condition="overall", slack=[0.01] * 3, num_classes=3))
     )
     kinds = {f["kind"] for f in rep["flags"]}
     # example 3: in-distribution 0.5 < unconstrained 0.6 -> flagged; eps 2 > L r -> flagged
@@ -156,9 +152,21 @@ def test_report_flags_robustness_above_bound(tmp_path, affine_generator):
     from intrinsic_robustness.report import write_report
 
     run = make_run(tmp_path, affine_generator)
-    _eval_json(
-        run / "eval" / "b" / "unconstrained.json", "unconstrained", [0.0] + [math.inf] * 5, [0, 1, 2] * 2, 3
-    )
+    _eval_json(run / "eval" / "b" / "unconstrained.json", "unconstrained", [0.0] + [math.inf] * 5, [0, 1, 2] * 2, 3)
     rep = json.loads(write_report(run)["json"].read_text())
     above = [f for f in rep["flags"] if f["kind"] == "robust_above_bound" and f["classifier"] == "b"]
     assert above and all(f["measured"] == pytest.approx(5 / 6) and f["measured"] > f["bound"] for f in above)
+
+
+def test_report_flags_weak_attack(tmp_path, affine_generator):
+    """AutoAttack alone finding more adversarial examples than PGD alone is shown as a weak-attack flag."""
+    from intrinsic_robustness.report import write_report
+
+    run = make_run(tmp_path, affine_generator)
+    labels = [0, 1, 2] * 2
+    _eval_json(run / "eval" / "a" / "attack-pgd.json", "unconstrained", [0, 0.3, 0.6, 1.2, 2.5, math.inf], labels, 3)
+    _eval_json(run / "eval" / "a" / "attack-autoattack.json", "unconstrained", [0, 0.3, 0.6, 0.9, 2.5, 1.9], labels, 3)
+    rep = json.loads(write_report(run)["json"].read_text())
+    weak = [f for f in rep["flags"] if f["kind"] == "weak_attack"]
+    assert {f["eps"] for f in weak} == {1.0, 2.0}
+    assert rep["classifiers"][0]["per_attack"]["unconstrained"]["pgd"]["1"] == pytest.approx(3 / 6)

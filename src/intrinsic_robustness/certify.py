@@ -63,7 +63,9 @@ def dual_bound_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     from convex_adversarial import robust_loss
 
     net = check_certifiable(model)
-    kwargs = {"proj": proj, "norm_type": "l2_normal"} if proj else {"norm_type": "l2"}
+    # convex_adversarial projects only inputs larger than ``proj``; smaller ones get the exact l2 dual.
+    use_proj = proj is not None and x[0].numel() > int(proj)
+    kwargs = {"proj": int(proj), "norm_type": "l2_normal"} if use_proj else {"norm_type": "l2"}
     with _rng_from(generator, x.device), _quiet():
         loss, _ = robust_loss(net, eps, x, y, bounded_input=True, **kwargs)
     return loss
@@ -112,7 +114,8 @@ def certified_radius(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_eps
     """Per-example certified L2 radius (a lower bound on the minimal adversarial norm; 0 if misclassified).
 
     The search doubles from ``start`` up to ``max_eps`` (default sqrt(n): no two points of [0,1]^n are
-    farther apart), then bisects to absolute precision ``tol``; the model is put in eval mode and its mode restored afterwards.
+    farther apart), then bisects to absolute precision ``tol``. The model runs in eval mode; its mode is
+    restored afterwards.
     """
     from intrinsic_robustness.training.objectives import frozen_eval
 
@@ -125,7 +128,7 @@ def certified_radius(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_eps
         raise UserInputError(f"certified_radius: max_eps {max_eps} must be positive")
     out = []
     with frozen_eval(model):
-        for start in range(0, len(y), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size].long()
+        for i in range(0, len(y), batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size].long()
             out.append(_radius_batch(model, xb, yb, upper, tol, start))
     return torch.cat(out) if out else torch.zeros(0, dtype=x.dtype, device=x.device)

@@ -99,7 +99,12 @@ class ClassifierConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    """Attacks on the generated test split under each threat model, at a grid of eps values."""
+    """Attacks on the generated test split under each threat model, at a grid of eps values.
+
+    ``attacks`` maps a threat to attack names (unset: the library's strongest default ensemble);
+    ``attack_options`` maps an attack name to its keyword arguments; each of ``compare_attacks`` also
+    runs alone (unconstrained) so the report can flag a weak attack (AutoAttack finding more than PGD).
+    """
 
     threats: list[Literal["unconstrained", "in-distribution"]] = Field(
         default_factory=lambda: list(THREATS), min_length=1
@@ -108,6 +113,8 @@ class EvaluationConfig(_Section):
     n: int | None = Field(None, ge=1)
     batch_size: int = Field(100, ge=1)
     attacks: dict[str, list[str]] = Field(default_factory=dict)
+    attack_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    compare_attacks: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("eps")

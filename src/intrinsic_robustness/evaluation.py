@@ -92,7 +92,7 @@ def load_norms(out: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def robust_accuracy(norms: torch.Tensor, eps: Sequence[float]) -> dict[str, float]:
     """Fraction of examples whose minimal norm exceeds eps (keys: str(float(eps)))."""
-    return {str(float(e)): float((norms > float(e) + NORM_TOL).float().mean()) for e in eps}
+    return {str(float(e)): float((norms > float(e) + NORM_TOL).double().mean()) for e in eps}
 
 
 def class_errors(wrong: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
@@ -100,7 +100,7 @@ def class_errors(wrong: torch.Tensor, labels: torch.Tensor, num_classes: int) ->
     out: list[float | None] = []
     for k in range(num_classes):
         mask = labels == k
-        out.append(float(wrong[mask].float().mean()) if mask.any() else None)
+        out.append(float(wrong[mask].double().mean()) if mask.any() else None)
     return out
 
 
@@ -281,10 +281,10 @@ def _summarise(parts: list[dict[str, torch.Tensor]], inp: _Inputs, threat: str, 
     norms, wrong = cat("norms"), cat("wrong")
     assert norms is not None and wrong is not None
     radii = cat("certified_radii")
-    certified = None if radii is None else {str(float(e)): float((radii >= float(e)).float().mean()) for e in eps}
+    certified = None if radii is None else {str(float(e)): float((radii >= float(e)).double().mean()) for e in eps}
     labels = inp.labels
     return EvalResult(
-        threat=threat, attacks=names, n=len(labels), natural_error=float(wrong.float().mean()),
+        threat=threat, attacks=names, n=len(labels), natural_error=float(wrong.double().mean()),
         class_errors=class_errors(wrong, labels, inp.num_classes), min_norms=norms,
         robust_accuracy=robust_accuracy(norms, eps), certified_accuracy=certified, seconds=float(seconds),
         labels=labels, success=cat("success"), x_adv=cat("x_adv"), certified_radii=radii,

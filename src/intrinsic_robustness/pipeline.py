@@ -76,7 +76,7 @@ def generator_stage(config: PipelineConfig) -> Stage:
 
             gen = load_generator(section.spec, weights=section.weights or None, device=device)
             save_generator(gen, out, _saved_config(gen, section.spec))
-        return ["generator"]
+        return ["generator/generator.json", "generator/generator.safetensors"]
 
     cfg = {**section.model_dump(mode="json"), "seed": seed}
     files = (section.weights,) if section.source == "load" and section.weights else ()
@@ -161,14 +161,17 @@ def classifier_stage(config: PipelineConfig, entry: ClassifierConfig) -> Stage:
     rel = f"classifiers/{entry.name}"
 
     def run(ctx: StageContext) -> Sequence[str]:
+        from intrinsic_robustness.data.synthetic import load_dataset
         from intrinsic_robustness.training import fit
 
+        if ctx.path(rel, "config.json").is_file():  # finished before an interruption: nothing to redo
+            return [f"{rel}/config.json", f"{rel}/model.safetensors"]
         kwargs: dict[str, Any] = {}
         for key in ("arch", "eps", "epochs", "batch_size", "lr"):
             if getattr(entry, key) is not None:
                 kwargs[key] = getattr(entry, key)
         fit(
-            str(ctx.path("dataset")),
+            load_dataset(ctx.path("dataset"), split="train"),
             entry.method,
             seed=derive_seed(config.run.seed, "classifier", entry.name),
             device=_device(config),
@@ -177,7 +180,7 @@ def classifier_stage(config: PipelineConfig, entry: ClassifierConfig) -> Stage:
             **kwargs,
             **entry.options,
         )
-        return [rel]
+        return [f"{rel}/config.json", f"{rel}/model.safetensors"]
 
     cfg = {**entry.model_dump(mode="json"), "seed": config.run.seed}
     return Stage(rel, cfg, run, inputs=("dataset",), clean=(rel,))
@@ -189,76 +192,47 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig) -> Stage:
     rel = f"eval/{entry.name}"
 
     def run(ctx: StageContext) -> Sequence[str]:
-        from intrinsic_robustness.data.synthetic import load_dataset
         from intrinsic_robustness.evaluation import evaluate
-        from intrinsic_robustness.models import load_classifier
 
         device = _device(config)
-        model = load_classifier(str(ctx.path(f"classifiers/{entry.name}")), device=device)
-        data = load_dataset(ctx.path("dataset"), split="test")
+        classifier = str(ctx.path(f"classifiers/{entry.name}"))
+        jobs = [(t, section.attacks.get(t), threat_file(t)) for t in section.threats]
+        jobs += [("unconstrained", [a], f"attack-{a}.json") for a in section.compare_attacks]
         outputs = []
-        for threat in section.threats:
+        for threat, attacks, file in jobs:
             gen = _load_gen(ctx.run_dir, device) if threat == "in-distribution" else None
-            out = ctx.path(rel, threat_file(threat))
-            result = evaluate(
-                model,
-                data,
+            evaluate(
+                classifier,
+                str(ctx.path("dataset")),
                 generator=gen,
                 threat=threat,
-                attacks=section.attacks.get(threat),
+                attacks=attacks,
                 eps=tuple(section.eps),
                 n=section.n,
                 batch_size=section.batch_size,
                 seed=derive_seed(config.run.seed, "evaluation", entry.name, threat),
                 device=device,
-                out=str(out),
+                out=str(ctx.path(rel, file)),
+                attack_options=_attack_options(section.attack_options, attacks, threat),
                 **section.options,
             )
-            _save_examples(
-                result,
-                data,
-                ctx.path(rel, f"{threat}-examples.safetensors"),
-                config.report.adversarial_examples,
-            )
-            outputs.append(f"{rel}/{threat_file(threat)}")
+            outputs.append(f"{rel}/{file}")
         return outputs
 
     cfg = {**section.model_dump(mode="json"), "classifier": entry.name, "seed": config.run.seed}
     return Stage(
-        f"evaluation/{entry.name}",
-        cfg,
-        run,
-        inputs=("generator", "dataset", f"classifiers/{entry.name}"),
-        clean=(rel,),
+        f"evaluation/{entry.name}", cfg, run, inputs=("generator", "dataset", f"classifiers/{entry.name}"), clean=(rel,)
     )
 
 
-def _save_examples(result: Any, data: Any, path: Path, k: int) -> None:
-    """Keep the first ``k`` successful adversarial examples next to their originals for the report."""
-    import torch
+def _attack_options(
+    options: dict[str, dict[str, Any]], attacks: list[str] | None, threat: str
+) -> dict[str, dict[str, Any]] | None:
+    """The configured per-attack options of the attacks this evaluation actually runs."""
+    from intrinsic_robustness.attacks import parse_attack_names
 
-    from intrinsic_robustness.io import save_tensors
-
-    x_adv = getattr(result, "x_adv", None)
-    success = getattr(result, "success", None)
-    norms = getattr(result, "norms", getattr(result, "min_norms", None))
-    if k == 0 or x_adv is None or success is None or norms is None:
-        return
-    norms = torch.as_tensor(norms, dtype=torch.float32)
-    success = torch.as_tensor(success, dtype=torch.bool) & (norms > 0)
-    idx = torch.nonzero(success).flatten()[:k]
-    if len(idx) == 0:
-        return
-    save_tensors(
-        path,
-        {
-            "index": idx,
-            "x": data.images[idx],
-            "y": data.labels[idx],
-            "x_adv": torch.as_tensor(x_adv)[idx].float().cpu(),
-            "norms": norms[idx],
-        },
-    )
+    chosen = parse_attack_names(attacks, threat)
+    return {k: v for k, v in options.items() if k in chosen} or None
 
 
 def report_stage(config: PipelineConfig, upstream: Sequence[str]) -> Stage:
@@ -303,6 +277,4 @@ def run_pipeline(
     run.meta["device"] = config.run.device
     write_json(run.path / "config.json", config_to_dict(config))
     run.save()
-    return execute(
-        run, stages if stages is not None else build_stages(config), force=force, on_event=on_event
-    )
+    return execute(run, stages if stages is not None else build_stages(config), force=force, on_event=on_event)

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "bound",
     "pipeline",
     "evaluate",
+    "train",
 ]
 
 for _name in COMMAND_MODULES:

@@ -239,6 +239,9 @@ def _finish(out: Path, config: dict[str, Any], gen: nn.Module, history: list[dic
             train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor], device: torch.device,
             fidelity_epochs: int, per_class: int) -> dict[str, Any]:
     """Measure fidelity once per finished training length and record it in training.json."""
+    saved = read_json(out / "generator.json") if (out / "generator.json").is_file() else {}
+    if saved.get("epochs") != len(history):  # killed between checkpoint and generator writes
+        save_generator(gen, out, {**gen.config(), "trained_on": config["dataset"], "epochs": len(history)})
     previous = read_json(out / TRAINING_FILE) if (out / TRAINING_FILE).is_file() else {}
     fidelity = previous.get("fidelity")
     if not fidelity or fidelity.get("epoch") != len(history) or fidelity.get("samples_per_class") != per_class:

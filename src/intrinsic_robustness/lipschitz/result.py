@@ -140,7 +140,8 @@ def bound_inputs(result_or_path: LipschitzResult | str | os.PathLike[str],
     if percentile not in PERCENTILE_SLACK:
         raise UserInputError(f"--percentile {percentile!r}: choose one of {', '.join(PERCENTILE_SLACK)}")
     labels = [c.label for c in result.per_class]
-    if labels != list(range(len(labels))):
+    expected = int(result.parameters.get("num_classes", len(labels)))
+    if labels != list(range(expected)):
         raise UserInputError(f"lipschitz file covers classes {labels}; the bound needs every class "
                              "0..K-1 in order: rerun 'irob lipschitz' without restricting classes")
     lipschitz = result.lipschitz(percentile)

@@ -35,9 +35,7 @@ def _figures(run_dir: Path, report: dict[str, Any], settings: dict[str, Any]) ->
     return {k: v for k, v in images.items() if v is not None}
 
 
-def write_report(
-    run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
-) -> dict[str, Path]:
+def write_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Write the report of ``run_dir`` into ``out`` (default ``RUN_DIR/report``); return the paths."""
     from intrinsic_robustness.io import read_json
     from intrinsic_robustness.report.data import collect

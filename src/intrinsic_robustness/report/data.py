@@ -135,20 +135,29 @@ def _classifier(run_dir: Path, cfg: dict[str, Any], eps: np.ndarray) -> dict[str
     entry["n"] = int(first["n"])
     entry["natural_error"] = float(first["natural_error"])
     entry["natural_accuracy"] = 1.0 - entry["natural_error"]
-    entry["class_errors"] = [float(v) for v in first["class_errors"]]
+    entry["class_errors"] = [None if v is None else float(v) for v in first["class_errors"]]
     entry["robust_accuracy"] = {
         t: {_k(k): v for k, v in _by_eps(e.get("robust_accuracy")).items()} for t, e in evals.items()
     }
     entry["attacks"] = {t: e.get("attacks") for t, e in evals.items()}
-    entry["per_attack"] = {
-        t: e["per_attack"] for t, e in evals.items() if isinstance(e.get("per_attack"), dict)
-    }
+    entry["per_attack"] = _per_attack(run_dir, name)
     cert = [e.get("certified_accuracy") for e in evals.values() if e.get("certified_accuracy")]
     entry["certified_accuracy"] = {_k(k): v for k, v in _by_eps(cert[0]).items()} if cert else None
     entry["min_norms"] = {t: e.get("min_norms", []) for t, e in evals.items()}
     entry["seconds"] = {t: e.get("seconds") for t, e in evals.items()}
     entry["curve_eps"] = [float(e) for e in eps]
     return entry
+
+
+def _per_attack(run_dir: Path, name: str) -> dict[str, Any]:
+    """Robust accuracy of each attack run alone (``evaluation.compare_attacks``), keyed by threat."""
+    table: dict[str, Any] = {}
+    for path in sorted((run_dir / "eval" / name).glob("attack-*.json")):
+        data = read_json(path)
+        attack = path.stem.removeprefix("attack-")
+        acc = {_k(k): v for k, v in _by_eps(data.get("robust_accuracy")).items()}
+        table.setdefault(data.get("threat", "unconstrained"), {})[attack] = acc
+    return table
 
 
 def collect(run_dir: str | Path) -> dict[str, Any]:
@@ -163,13 +172,13 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
     rep = config["report"]
     eps = np.array(sorted(config["evaluation"]["eps"]), dtype=float)
     lipschitz = _load_lipschitz(run_dir, config["lipschitz"]["methods"], config["lipschitz"]["percentile"])
-    k = int(manifest.get("num_classes", 0)) or (
-        len(next(iter(lipschitz.values()))["lipschitz"]) if lipschitz else 0
-    )
+    k = int(manifest.get("num_classes", 0)) or (len(next(iter(lipschitz.values()))["lipschitz"]) if lipschitz else 0)
     priors = manifest.get("priors") or ([1.0 / k] * k if k else [])
     classifiers = [_classifier(run_dir, c, eps) for c in config["classifiers"]]
     for entry in classifiers:
-        if not entry.get("missing") and lipschitz:
+        if not entry.get("missing") and None in entry["class_errors"]:
+            entry["bound_note"] = "a class has no test examples: T1 needs every class's error; raise evaluation.n"
+        elif not entry.get("missing") and lipschitz:
             entry.update(_bounds(entry, lipschitz, eps, priors, rep["conditions"]))
             entry["gap"] = _gaps(entry)
     risk = np.linspace(0.0, 1.0, RISK_POINTS)
@@ -210,9 +219,7 @@ def _gaps(entry: dict[str, Any]) -> dict[str, Any]:
     if entry.get("certified_accuracy"):
         measured["certified"] = entry["certified_accuracy"]
     for method, bound in entry["bound"].items():
-        gaps[method] = {
-            t: {e: bound[e] - v for e, v in acc.items() if e in bound} for t, acc in measured.items()
-        }
+        gaps[method] = {t: {e: bound[e] - v for e, v in acc.items() if e in bound} for t, acc in measured.items()}
     return gaps
 
 

@@ -89,22 +89,16 @@ def _classifier_points(ax: Any, c: dict[str, Any], key: str, color: Any) -> None
     x = c["natural_error"]
     for threat, acc in c["robust_accuracy"].items():
         if key in acc:
-            ax.scatter(
-                [x], [acc[key]], marker=MARKERS[threat], color=color, edgecolor="black", zorder=3, s=36
-            )
+            ax.scatter([x], [acc[key]], marker=MARKERS[threat], color=color, edgecolor="black", zorder=3, s=36)
     if c.get("certified_accuracy") and key in c["certified_accuracy"]:
-        ax.scatter(
-            [x], [c["certified_accuracy"][key]], marker="^", color=color, edgecolor="black", zorder=3, s=36
-        )
+        ax.scatter([x], [c["certified_accuracy"][key]], marker="^", color=color, edgecolor="black", zorder=3, s=36)
     for table in (c.get("bound") or {}).values():
         if key in table:
             ax.scatter([x], [table[key]], marker="*", color=color, edgecolor="black", s=110, zorder=4)
             break
 
 
-def _legend_entries(
-    ax: Any, classifiers: list[dict[str, Any]], colors: list[Any]
-) -> tuple[list[Any], list[str]]:
+def _legend_entries(ax: Any, classifiers: list[dict[str, Any]], colors: list[Any]) -> tuple[list[Any], list[str]]:
     from matplotlib.lines import Line2D
 
     handles, labels = ax.get_legend_handles_labels()
@@ -219,9 +213,7 @@ def samples(run_dir: Path, per_class: int, num_classes: int) -> bytes | None:
         return None
     data = load_dataset(run_dir / "dataset", split="test")
     plt = _plt()
-    fig, axes = plt.subplots(
-        num_classes, per_class, figsize=(0.75 * per_class, 0.75 * num_classes), squeeze=False
-    )
+    fig, axes = plt.subplots(num_classes, per_class, figsize=(0.75 * per_class, 0.75 * num_classes), squeeze=False)
     for y in range(num_classes):
         idx = (data.labels == y).nonzero().flatten()[:per_class]
         axes[y, 0].set_ylabel(str(y), rotation=0, labelpad=10)
@@ -231,26 +223,42 @@ def samples(run_dir: Path, per_class: int, num_classes: int) -> bytes | None:
     return _png(fig)
 
 
-def adversarial(run_dir: Path, report: dict[str, Any], k: int) -> bytes | None:
-    """Figure 4b: stored adversarial examples (both threats) under their originals, with their norms."""
+def _examples(path: Path, k: int) -> dict[str, Any] | None:
+    """Up to ``k`` successful adversarial examples among those evaluation kept (it keeps the first few)."""
     from intrinsic_robustness.io import load_tensors
 
+    if not path.is_file():
+        return None
+    t = load_tensors(path)
+    if "x" not in t or "x_adv" not in t:
+        return None
+    m = min(len(t["x"]), len(t["x_adv"]))
+    norms = t["min_norms"][:m]
+    ok = t["success"][:m].bool() & (norms > 0) & norms.isfinite()
+    idx = ok.nonzero().flatten()[:k]
+    if len(idx) == 0:
+        return None
+    return {"x": t["x"][idx], "x_adv": t["x_adv"][idx], "norms": norms[idx]}
+
+
+def adversarial(run_dir: Path, report: dict[str, Any], k: int) -> bytes | None:
+    """Figure 4b: stored adversarial examples (both threats) under their originals, with their norms."""
     rows = []
     for c in report["classifiers"]:
         for threat in ("unconstrained", "in-distribution"):
-            path = run_dir / "eval" / c["name"] / f"{threat}-examples.safetensors"
-            if path.is_file():
-                rows.append((c["name"], threat, load_tensors(path)))
+            found = _examples(run_dir / "eval" / c["name"] / f"{threat}.safetensors", k)
+            if found is not None:
+                rows.append((c["name"], threat, found))
     if not rows or k == 0:
         return None
     plt = _plt()
-    cols = min(k, max(len(r[2]["index"]) for r in rows))
+    cols = max(len(r[2]["norms"]) for r in rows)
     fig, axes = plt.subplots(2 * len(rows), cols, figsize=(1.0 * cols + 1.5, 2.1 * len(rows)), squeeze=False)
     for r, (name, threat, t) in enumerate(rows):
         axes[2 * r, 0].set_ylabel("original", fontsize=7)
         axes[2 * r + 1, 0].set_ylabel(f"{name}\n{threat}", fontsize=7)
         for j in range(cols):
-            if j >= len(t["index"]):
+            if j >= len(t["norms"]):
                 axes[2 * r, j].axis("off")
                 axes[2 * r + 1, j].axis("off")
                 continue

@@ -1,0 +1,243 @@
+"""One training loop for every method: paper defaults, LR schedule, per-epoch history, checkpoints, resume.
+
+Files in ``out``: ``train.json`` (the run's settings, written first), ``checkpoint.safetensors`` (after each
+epoch), ``history.jsonl`` (one line per epoch: loss, clean and PGD error on a held-out slice), and on
+completion ``model.safetensors`` + ``config.json`` (see :mod:`intrinsic_robustness.models.load`). Every
+epoch draws its shuffling, attack starts, projections and dropout from seeds derived from (seed, epoch),
+so a run resumed from its checkpoint ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.io import read_json, write_json, write_text
+from intrinsic_robustness.models import build_architecture, save_classifier
+from intrinsic_robustness.progress import advance, task
+from intrinsic_robustness.runtime import derive_seed, make_generator, resolve_device
+from intrinsic_robustness.training.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from intrinsic_robustness.training.objectives import OBJECTIVES, frozen_eval, pgd_l2
+from intrinsic_robustness.training.schedule import Recipe, eps_at, lr_at, paper_recipe, scaled_ramp
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("config.json", "model.safetensors", "checkpoint.safetensors", "history.jsonl", "train.json")
+
+
+def dataset_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(images, labels, num_classes) from a SyntheticDataset or any dataset yielding (x, y[, z])."""
+    if hasattr(data, "images") and hasattr(data, "labels"):
+        x, y = data.images, data.labels
+    else:
+        try:
+            items = [data[i] for i in range(len(data))]
+        except TypeError:
+            raise UserInputError("train_data: expected a dataset with len() and items (x, y[, z])") from None
+        if not items:
+            raise UserInputError("train_data: the dataset is empty; generate some training examples first")
+        x = torch.stack([torch.as_tensor(it[0]) for it in items])
+        y = torch.as_tensor([int(it[1]) for it in items])
+    x, y = x.float(), y.long()
+    if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
+        raise UserInputError(f"train_data: images of shape {tuple(x.shape)} with {len(y)} labels; need a "
+                             "non-empty [N, C, H, W] batch and one label per image")
+    if float(x.min()) < 0 or float(x.max()) > 1:
+        raise UserInputError("train_data: pixel values outside [0, 1]; classifiers here take [0,1] images")
+    k = int(getattr(data, "num_classes", 0) or int(y.max()) + 1)
+    return x, y, max(k, int(y.max()) + 1)
+
+
+def _recipe(method: str, shape: tuple[int, ...], **overrides: Any) -> Recipe:
+    base = paper_recipe(method, shape)
+    chosen = {k: v for k, v in overrides.items() if v is not None and not (k == "arch" and v == "auto")}
+    for key in ("epochs", "batch_size", "num_steps"):
+        if key in chosen and int(chosen[key]) < (0 if key == "num_steps" else 1):
+            raise UserInputError(f"--{key.replace('_', '-')} {chosen[key]}: must be a positive integer")
+    for key in ("lr", "eps", "step_size"):
+        if key in chosen and not float(chosen[key]) > 0:
+            raise UserInputError(f"--{key.replace('_', '-')} {chosen[key]}: must be positive")
+    recipe = replace(base, **chosen)
+    if method == "standard":
+        recipe = replace(recipe, eps=None)
+    if recipe.ramp_epochs:
+        recipe = replace(recipe, ramp_epochs=scaled_ramp(base, recipe.epochs))
+    return recipe
+
+
+def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                           weight_decay=recipe.weight_decay)
+
+
+def _prepare_out(out: Path, settings: dict[str, Any], force: bool) -> bool:
+    """Guard a finished model, clear for ``force``; True when a matching checkpoint can be resumed."""
+    if force:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    elif (out / "config.json").is_file():
+        raise UserInputError(f"{out} already holds a finished classifier; pass --force to retrain it or choose "
+                             "another --out")
+    ckpt = out / "checkpoint.safetensors"
+    if not ckpt.is_file():
+        return False
+    saved = read_json(out / "train.json") if (out / "train.json").is_file() else {}
+    if saved != settings or read_checkpoint_meta(ckpt).get("fingerprint") != settings["fingerprint"]:
+        diff = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        raise UserInputError(f"{out} holds an unfinished run with other settings ({', '.join(diff) or 'train.json'}"
+                             " differ); pass --force to restart or choose another --out")
+    return True
+
+
+def _fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               recipe: Recipe, epoch: int, seed: int, handle: object) -> float:
+    """One pass over (x, y) in a seeded order; returns the mean training objective."""
+    objective = OBJECTIVES[recipe.method]
+    eps = eps_at(epoch, recipe)
+    for group in opt.param_groups:
+        group["lr"] = lr_at(epoch, recipe.epochs, recipe.lr)
+    order = torch.randperm(len(y), generator=make_generator(derive_seed(seed, "shuffle", epoch)))
+    gen = make_generator(derive_seed(seed, "attack", epoch), x.device)
+    devices = [x.device] if x.device.type == "cuda" else []
+    total, count = 0.0, 0
+    model.train()
+    with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed it per epoch
+        torch.manual_seed(derive_seed(seed, "dropout", epoch))
+        for start in range(0, len(y), recipe.batch_size):
+            idx = order[start:start + recipe.batch_size].to(x.device)
+            xb, yb = x[idx], y[idx]
+            loss = objective(model, xb, yb, recipe, eps, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(yb)
+            count += len(yb)
+            advance(handle, 1)
+    return total / max(count, 1)
+
+
+def held_out_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, num_steps: int = 20,
+                    seed: int = 0, batch_size: int = 256) -> tuple[float | None, float | None]:
+    """Clean error and L2 PGD error (step 2.5 eps / steps, uniform start) on a held-out slice."""
+    if len(y) == 0:
+        return None, None
+    gen = make_generator(derive_seed(seed, "holdout-attack"), x.device)
+    wrong_clean = wrong_adv = 0
+    for start in range(0, len(y), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        with frozen_eval(model), torch.no_grad():
+            wrong_clean += int((model(xb).argmax(1) != yb).sum())
+        x_adv = pgd_l2(model, xb, yb, eps, num_steps, 2.5 * eps / num_steps, gen)
+        with frozen_eval(model), torch.no_grad():
+            wrong_adv += int((model(x_adv).argmax(1) != yb).sum())
+    return wrong_clean / len(y), wrong_adv / len(y)
+
+
+def _append_history(out: Path, record: dict[str, Any], completed: int) -> None:
+    path = out / "history.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    lines = [ln for ln in lines if ln.strip() and json.loads(ln)["epoch"] <= completed] + [json.dumps(record)]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def _split(n: int, holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if holdout < 0 or holdout >= n:
+        raise UserInputError(f"--holdout {holdout}: need 0 <= holdout < {n} (the number of training images)")
+    order = torch.randperm(n, generator=make_generator(derive_seed(seed, "holdout")))
+    return order[holdout:], order[:holdout]
+
+
+def _build(arch: str, num_classes: int, shape: tuple[int, ...], seed: int, device: torch.device) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):  # layer initialisers draw from the global RNG
+        torch.manual_seed(derive_seed(seed, "init"))
+        model = build_architecture(arch, num_classes, shape)
+    return model.to(device)
+
+
+def _train_epochs(model: nn.Module, opt: torch.optim.Optimizer, train: tuple[torch.Tensor, torch.Tensor],
+                  held: tuple[torch.Tensor, torch.Tensor], recipe: Recipe, done: int, settings: dict[str, Any],
+                  out: Path) -> None:
+    """Epochs ``done`` .. ``recipe.epochs - 1``, each followed by a held-out check, checkpoint and history line."""
+    (x, y), (xh, yh) = train, held
+    seed, eval_eps = settings["seed"], settings["eval_eps"]
+    per_epoch = -(-len(y) // recipe.batch_size)
+    with task(f"train {recipe.method} ({recipe.arch})", recipe.epochs * per_epoch) as handle:
+        advance(handle, done * per_epoch)
+        for epoch in range(done, recipe.epochs):
+            t0 = time.perf_counter()
+            loss = _run_epoch(model, opt, x, y, recipe, epoch, seed, handle)
+            seconds = time.perf_counter() - t0
+            clean, adv = held_out_errors(model, xh, yh, eval_eps, settings["eval_steps"], seed)
+            record = {"epoch": epoch + 1, "lr": lr_at(epoch, recipe.epochs, recipe.lr), "eps": eps_at(epoch, recipe),
+                      "loss": loss, "clean_error": clean, "adv_error": adv, "adv_eps": eval_eps,
+                      "seconds": seconds}
+            save_checkpoint(out / "checkpoint.safetensors", model, opt, epoch + 1, settings["fingerprint"])
+            _append_history(out, record, epoch)
+            log.info("epoch %d/%d: %s", epoch + 1, recipe.epochs, record)
+
+
+def fit(train_data: Any, method: str, arch: str = "auto", eps: float | None = None, epochs: int | None = None,
+        batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str | torch.device = "cpu",
+        out: str | os.PathLike[str] | None = None, force: bool = False, holdout: int | None = None,
+        num_steps: int | None = None, step_size: float | None = None, beta: float | None = None,
+        eval_eps: float | None = None, eval_steps: int = 20) -> Path:
+    """Train a classifier with ``method`` (standard, pgd, trades, certified) and save it into ``out``.
+
+    Unset options take the paper's recipe for the image size (see ``schedule.paper_recipe``). ``holdout``
+    training images (default min(500, N/10)) are kept aside to log clean and PGD error (at ``eval_eps``,
+    default the training eps, else 3.0) after every epoch. Resumes from ``out``'s checkpoint when the
+    settings match; refuses to replace a finished model unless ``force``.
+    """
+    if out is None:
+        raise UserInputError("fit: pass out=DIR (where the classifier is saved)")
+    out = Path(out)
+    dev = resolve_device(device)
+    x_all, y_all, num_classes = dataset_tensors(train_data)
+    shape = tuple(int(s) for s in x_all.shape[1:])
+    recipe = _recipe(method, shape, arch=arch, eps=eps, epochs=epochs, batch_size=batch_size, lr=lr,
+                     num_steps=num_steps, step_size=step_size, beta=beta)
+    n = len(y_all)
+    holdout = min(500, n // 10) if holdout is None else int(holdout)
+    eval_eps = float(eval_eps if eval_eps is not None else (recipe.eps if recipe.eps is not None else 3.0))
+    settings = {"recipe": recipe.to_dict(), "seed": int(seed), "holdout": holdout, "eval_eps": eval_eps,
+                "eval_steps": int(eval_steps), "n": n, "num_classes": num_classes, "image_shape": list(shape),
+                "data_checksum": float(x_all.double().sum()) + float(y_all.sum())}
+    settings["fingerprint"] = _fingerprint(settings)
+    train_idx, hold_idx = _split(n, holdout, seed)
+    model = _build(recipe.arch, num_classes, shape, seed, dev)
+    if method == "certified":
+        from intrinsic_robustness.certify import check_certifiable
+
+        check_certifiable(model)
+    opt = _optimizer(model, recipe)
+    resume = _prepare_out(out, settings, force)
+    done = load_checkpoint(out / "checkpoint.safetensors", model, opt, dev) if resume else 0
+    if not resume:
+        write_json(out / "train.json", settings)
+    x, y = x_all[train_idx].to(dev), y_all[train_idx].to(dev)
+    xh, yh = x_all[hold_idx].to(dev), y_all[hold_idx].to(dev)
+    _train_epochs(model, opt, (x, y), (xh, yh), recipe, done, settings, out)
+    history = [json.loads(ln) for ln in (out / "history.jsonl").read_text().splitlines() if ln.strip()]
+    config = {"arch": recipe.arch, "num_classes": num_classes, "image_shape": list(shape), "method": method,
+              "recipe": recipe.to_dict(), "seed": int(seed), "holdout": holdout, "n_train": len(y),
+              "final": history[-1] if history else None,
+              "train_seconds": sum(float(h["seconds"]) for h in history)}
+    save_classifier(model.eval(), out, config)
+    (out / "checkpoint.safetensors").unlink(missing_ok=True)
+    return out
