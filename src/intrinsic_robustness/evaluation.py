@@ -22,8 +22,7 @@ from torch import nn
 
 from intrinsic_robustness.attacks import NORM_TOL, build_attack, invert_latents, parse_attack_names
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.evaluation_io import PartialStore, module_digest, outputs_for, settings_digest, \
-    tensor_digest
+from intrinsic_robustness.evaluation_io import PartialStore, module_digest, outputs_for, settings_digest, tensor_digest
 from intrinsic_robustness.io import load_tensors, read_json, save_tensors, write_json
 from intrinsic_robustness.progress import advance, task
 from intrinsic_robustness.runtime import resolve_device

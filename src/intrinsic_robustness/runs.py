@@ -230,12 +230,12 @@ def _execute_one(run: RunDir, stage: Stage, forced: bool) -> StageOutcome:
         stage.name,
         {"status": "running", "key": key, "inputs": inputs, "started": _now(), "config": stage.config},
     )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     ctx = StageContext(
         run.path, stage.name, fresh=not resume, upstream={u: run.record(u) or {} for u in stage.inputs}
     )
     outputs = stage.run(ctx)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     hashes = run.fingerprint(outputs)
     run.set_record(
         stage.name,
@@ -248,6 +248,7 @@ def _execute_one(run: RunDir, stage: Stage, forced: bool) -> StageOutcome:
             "started": run.record(stage.name)["started"],
             "finished": _now(),
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "config": stage.config,
         },
     )

@@ -138,10 +138,27 @@ class Attack:
                                     torch.zeros(0, device=device), None if z is None else z.clone())
             with torch.no_grad():
                 clean_wrong = model(x).argmax(dim=1) != y
-            out = self._attack(model, x, y, ctx)
-            x_adv, z_adv = out if isinstance(out, tuple) else (out, None)
-            return self._verify(model, x, y, x_adv.detach(), None if z_adv is None else z_adv.detach(),
-                                clean_wrong, ctx.z)
+            x_adv, z_adv = self._attack_correct(model, x, y, ctx, clean_wrong)
+            return self._verify(model, x, y, x_adv, z_adv, clean_wrong, ctx.z)
+
+    def _attack_correct(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext,
+                        clean_wrong: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the algorithm only on correctly classified examples (the rest are broken at norm 0)."""
+        rows = (~clean_wrong).nonzero().flatten()
+        latent = self.threat == "in-distribution" and ctx.z is not None
+        x_adv, z_adv = x.clone(), (ctx.z.clone() if latent else None)
+        if len(rows) == 0:
+            return x_adv, z_adv
+        keep = rows.tolist()
+        sub = AttackContext(eps=None if ctx.eps is None else ctx.eps[rows], rngs=[ctx.rngs[i] for i in keep],
+                            z=None if ctx.z is None else ctx.z[rows],
+                            extras={**ctx.extras, "index": [ctx.extras["index"][i] for i in keep]})
+        out = self._attack(model, x[rows], y[rows], sub)
+        part_x, part_z = out if isinstance(out, tuple) else (out, None)
+        x_adv[rows] = part_x.detach().to(x.dtype)
+        if part_z is not None and z_adv is not None:
+            z_adv[rows] = part_z.detach()
+        return x_adv, z_adv
 
     def _validate(self, x: torch.Tensor, y: torch.Tensor, eps: float | None,
                   index: torch.Tensor | Sequence[int] | None,

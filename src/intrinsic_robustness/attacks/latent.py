@@ -86,10 +86,9 @@ class LatentAttack(Attack):
             lower = torch.where(found, lower, torch.maximum(lower, const))
             const = torch.where(torch.isinf(upper), const * 10,
                                 torch.where(lower > 0, (lower * upper).sqrt(), upper / 10))
-            if self.reset_to_best:
-                start = torch.where(torch.isfinite(best_dist)[:, None], best_z, z_end)
-            else:
-                start = z0.clone()
+            # Improvement over the paper: continue from the best adversarial latent (else where we stopped).
+            start = torch.where(torch.isfinite(best_dist)[:, None], best_z, z_end) if self.reset_to_best \
+                else z0.clone()
         found = torch.isfinite(best_dist)
         if self.line_search_steps and found.any():
             best_z = self._line_search(model, y, z0, best_z, found)

@@ -26,9 +26,9 @@ def lipschitz_command(
                                                           help="Weights file for the generator.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Latents per decode call (memory only).")]
     = 1024,
-    power_iters: Annotated[int, typer.Option("--power-iters", help="Power iterations (gradient).")] = 20,
+    power_iters: Annotated[int, typer.Option("--power-iters", help="Power iterations (gradient).")] = 10,
     ascent_steps: Annotated[int, typer.Option("--ascent-steps", help="Ascent steps per start (gradient).")]
-    = 8,
+    = 12,
     restarts: Annotated[int, typer.Option("--restarts", help="Random ascent starts (gradient).")] = 2,
 ) -> None:
     """Estimate each class's local Lipschitz constant (an estimate from below) and write FILE.json."""

@@ -115,6 +115,8 @@ def _train_epoch(gen: nn.Module, disc: nn.Module, opt_g: Any, opt_d: Any, data: 
             sums += _step(gen, disc, opt_g, opt_d, images[idx].to(device), labels[idx].to(device),
                           z.to(device), y_fake.to(device))
             advance(handle)
+            if (b + 1) % 100 == 0:  # background runs have no live progress bar; -v shows this
+                log.info("epoch %d: batch %d/%d", epoch + 1, b + 1, n_batches)
     means = (sums / max(1, n_batches)).tolist()
     return dict(zip(("d_loss", "g_loss", "real_class_accuracy", "fake_class_accuracy"), means, strict=True))
 

@@ -32,8 +32,8 @@ def class_anchors(gen: torch.nn.Module, label: int, n: int, seed: int) -> torch.
 def estimate_lipschitz(
     gen: torch.nn.Module, method: str = "sampling", anchors_per_class: int = 100, radius: float = 0.5,
     neighbors: int = 2000, seed: int = 0, device: str | torch.device = "cpu",
-    classes: Sequence[int] | None = None, batch_size: int = 1024, power_iters: int = 20,
-    ascent_steps: int = 8, restarts: int = 2,
+    classes: Sequence[int] | None = None, batch_size: int = 1024, power_iters: int = 10,
+    ascent_steps: int = 12, restarts: int = 2,
 ) -> LipschitzResult:
     """Per-class local Lipschitz estimates of decode(., y) at radius ``radius`` (an estimate from below).
 

@@ -170,6 +170,19 @@ def _build(arch: str, num_classes: int, shape: tuple[int, ...], seed: int, devic
     return model.to(device)
 
 
+def _settings(recipe: Recipe, seed: int, holdout: int, eval_eps: float | None, eval_steps: int,
+              x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    """Everything that must match for a checkpoint to be resumed, plus its fingerprint."""
+    if int(eval_steps) < 1 or (eval_eps is not None and not float(eval_eps) > 0):
+        raise UserInputError(f"eval_steps {eval_steps}, eval_eps {eval_eps}: need at least one step and eps > 0")
+    eval_eps = float(eval_eps if eval_eps is not None else (recipe.eps if recipe.eps is not None else 3.0))
+    settings = {"recipe": recipe.to_dict(), "seed": int(seed), "holdout": holdout, "eval_eps": eval_eps,
+                "eval_steps": int(eval_steps), "n": len(y), "num_classes": num_classes,
+                "image_shape": list(x.shape[1:]), "data_checksum": float(x.double().sum()) + float(y.sum())}
+    settings["fingerprint"] = _fingerprint(settings)
+    return settings
+
+
 def _train_epochs(model: nn.Module, opt: torch.optim.Optimizer, train: tuple[torch.Tensor, torch.Tensor],
                   held: tuple[torch.Tensor, torch.Tensor], recipe: Recipe, done: int, settings: dict[str, Any],
                   out: Path) -> None:
@@ -212,14 +225,9 @@ def fit(train_data: Any, method: str, arch: str = "auto", eps: float | None = No
     shape = tuple(int(s) for s in x_all.shape[1:])
     recipe = _recipe(method, shape, arch=arch, eps=eps, epochs=epochs, batch_size=batch_size, lr=lr,
                      num_steps=num_steps, step_size=step_size, beta=beta)
-    n = len(y_all)
-    holdout = min(500, n // 10) if holdout is None else int(holdout)
-    eval_eps = float(eval_eps if eval_eps is not None else (recipe.eps if recipe.eps is not None else 3.0))
-    settings = {"recipe": recipe.to_dict(), "seed": int(seed), "holdout": holdout, "eval_eps": eval_eps,
-                "eval_steps": int(eval_steps), "n": n, "num_classes": num_classes, "image_shape": list(shape),
-                "data_checksum": float(x_all.double().sum()) + float(y_all.sum())}
-    settings["fingerprint"] = _fingerprint(settings)
-    train_idx, hold_idx = _split(n, holdout, seed)
+    holdout = min(500, len(y_all) // 10) if holdout is None else int(holdout)
+    settings = _settings(recipe, seed, holdout, eval_eps, eval_steps, x_all, y_all, num_classes)
+    train_idx, hold_idx = _split(len(y_all), holdout, seed)
     model = _build(recipe.arch, num_classes, shape, seed, dev)
     if method == "certified":
         from intrinsic_robustness.certify import check_certifiable
