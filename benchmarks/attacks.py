@@ -86,7 +86,8 @@ def unconstrained(model, x, y, eps_grid) -> list[dict]:
         rows.append({
             "eps": eps, "autoattack": aa.robust_accuracy(eps), "pgd": pgd.robust_accuracy(eps),
             "fmn": fmn.robust_accuracy(eps), "fmn+pgd": float((both > eps + 1e-5).double().mean()),
-            "cpu_sec_per_example": {"autoattack": t_aa / len(x), "pgd": t_pgd / len(x), "fmn (all eps)": t_fmn / len(x)},
+            "cpu_sec_per_example": {"autoattack": t_aa / len(x), "pgd": t_pgd / len(x),
+                                    "fmn (all eps)": t_fmn / len(x)},
         })
     return rows
 

@@ -27,8 +27,14 @@ def _f(value: Any) -> str:
     return "-" if value is None else f"{float(value):.3f}"
 
 
-def classifier_rows(c: dict[str, Any], eps: list[float]) -> tuple[list[str], list[list[str]]]:
-    """One row per eps: measured robust accuracies, the T1 bound per Lipschitz method, and the gap."""
+def classifier_rows(
+    c: dict[str, Any], eps: list[float], limits: dict[str, float] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """One row per eps: measured robust accuracies, the T1 bound per Lipschitz method, and the gap.
+
+    A bound at an eps beyond its estimate's min_y L_y r (side condition fails) is marked with ``*``.
+    """
+    limits = limits or {}
     methods = list(c.get("bound") or {})
     head = ["eps", "unconstrained", "in-distribution", "certified"]
     head += [f"T1 bound ({m})" for m in methods] + [f"gap ({m})" for m in methods]
@@ -43,10 +49,14 @@ def classifier_rows(c: dict[str, Any], eps: list[float]) -> tuple[list[str], lis
             _f(acc.get("in-distribution", {}).get(k)),
             _f((c.get("certified_accuracy") or {}).get(k)),
         ]
-        row += [_f(c["bound"][m].get(k)) for m in methods]
+        row += [_f(c["bound"][m].get(k)) + ("*" if e > limits.get(m, float("inf")) else "") for m in methods]
         row += [_f(c["bound"][m][k] - max(best)) if best and k in c["bound"][m] else "-" for m in methods]
         rows.append(row)
     return head, rows
+
+
+def _limits(report: dict[str, Any]) -> dict[str, float]:
+    return {m: lip["max_eps"] for m, lip in report["lipschitz"].items()}
 
 
 def _summary(report: dict[str, Any]) -> list[str]:
@@ -81,7 +91,7 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
             "accuracies are fractions of all n examples; gap = T1 bound - best measured robust accuracy"
         )
         out.append("")
-        head, rows = classifier_rows(c, report["eps"])
+        head, rows = classifier_rows(c, report["eps"], _limits(report))
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", "## Figures", ""]
@@ -126,7 +136,7 @@ def html_page(report: dict[str, Any], images: dict[str, bytes]) -> str:
             f"<p>natural accuracy {_f(c['natural_accuracy'])} on n = {c['n']} test examples; "
             "gap = T1 bound - best measured robust accuracy.</p>"
         )
-        parts.append(_table(*classifier_rows(c, report["eps"])))
+        parts.append(_table(*classifier_rows(c, report["eps"], _limits(report))))
     parts.append("<h2>Figures</h2>")
     for name, png in images.items():
         data = base64.b64encode(png).decode("ascii")
