@@ -152,3 +152,13 @@ def test_certified_radii_lower_bound_the_attack_norms(dataset_dir, tmp_path) -> 
     for key, value in result.certified_accuracy.items():
         assert value <= result.robust_accuracy[key]
     assert "certified_accuracy" in result.to_dict()
+
+
+def test_external_images_are_inverted_with_reported_error(dataset_dir) -> None:
+    ds = load_dataset(dataset_dir)
+    result = evaluate(nearest_mean_classifier(), (ds.images[:3], ds.labels[:3]), generator=make_affine(),
+                      threat="in-distribution", eps=(0.5,), attack_options=FAST_LATENT,
+                      inversion={"steps": 200, "restarts": 1, "lr": 0.05})
+    data = result.to_dict()
+    assert result.reconstruction_error is not None and len(result.reconstruction_error) == 3
+    assert data["reconstruction_error"]["max"] < 0.02  # the images come from this generator

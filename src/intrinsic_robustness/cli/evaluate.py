@@ -38,6 +38,8 @@ def evaluate_command(
     result = evaluate(classifier, data, generator=generator, threat=threat, attacks=attack,
                       eps=tuple(eps) if eps else DEFAULT_EPS, n=n, batch_size=batch_size, seed=seed,
                       device=device, out=out)
+    console.print(f"{result.threat}: attacks {', '.join(result.attacks)}; n={result.n}; natural error "
+                  f"{result.natural_error:.3f}; {result.seconds:.1f} s")
     console.print(_table(result))
     console.print(f"wrote {out}")
 
@@ -45,8 +47,7 @@ def evaluate_command(
 def _table(result):  # noqa: ANN001, ANN202 - rich stays out of the import path of `irob --help`
     from rich.table import Table
 
-    table = Table(title=f"{result.threat} robustness ({', '.join(result.attacks)}; n={result.n}, "
-                        f"natural error {result.natural_error:.3f}, {result.seconds:.1f} s)")
+    table = Table()
     table.add_column("eps", justify="right")
     table.add_column("robust accuracy", justify="right")
     if result.certified_accuracy is not None:

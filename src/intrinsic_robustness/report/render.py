@@ -88,7 +88,8 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
             continue
         out.append(
             f"natural accuracy {_f(c['natural_accuracy'])} on n = {c['n']} test examples; robust "
-            "accuracies are fractions of all n examples; gap = T1 bound - best measured robust accuracy"
+            "accuracies are fractions of all n examples; gap = T1 bound - best measured robust accuracy; "
+            "* marks an eps beyond min L r, where the bound's side condition fails"
         )
         out.append("")
         head, rows = classifier_rows(c, report["eps"], _limits(report))
@@ -134,7 +135,8 @@ def html_page(report: dict[str, Any], images: dict[str, bytes]) -> str:
             continue
         parts.append(
             f"<p>natural accuracy {_f(c['natural_accuracy'])} on n = {c['n']} test examples; "
-            "gap = T1 bound - best measured robust accuracy.</p>"
+            "gap = T1 bound - best measured robust accuracy; * marks an eps beyond min L r, where the "
+            "bound's side condition fails.</p>"
         )
         parts.append(_table(*classifier_rows(c, report["eps"], _limits(report))))
     parts.append("<h2>Figures</h2>")
