@@ -17,7 +17,7 @@ from intrinsic_robustness.generators import make_affine
 AFFINE_SPEC = "intrinsic_robustness.generators.affine:make_affine"
 KEYS = ["threat", "attacks", "n", "natural_error", "class_errors", "min_norms", "robust_accuracy", "seconds"]
 FAST = {"fmn": {"num_steps": 30}, "pgd": {"num_steps": 10, "step_size": 0.1}}
-FAST_LATENT = {"latent": {"search_steps": 2, "num_steps": 30, "lr": 0.05}}
+FAST_LATENT = {"latent": {"search_steps": 2, "num_steps": 15, "lr": 0.05}}
 
 
 def nearest_mean_classifier() -> nn.Module:
@@ -123,7 +123,7 @@ def test_cli_evaluate_uses_manifest_generator_and_reports_errors(dataset_dir, tm
     err = capsys.readouterr().err
     assert code == 2 and "error:" in err and "--threat" in err
     code = main(["evaluate", "--classifier", "test_evaluation:nearest_mean_classifier", "--data", str(dataset_dir),
-                 "--attack", "latent", "--out", str(tmp_path / "y.json")])
+                 "--threat", "unconstrained", "--attack", "latent", "--out", str(tmp_path / "y.json")])
     assert code == 2 and "not an unconstrained attack" in capsys.readouterr().err
 
 

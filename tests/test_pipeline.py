@@ -132,3 +132,19 @@ def test_cli_run_and_report(tmp_path, capsys):
     assert (run / "report" / "report.html").is_file()
     assert main(["run", str(path), "--run-dir", str(run), "--force", "nonsense"]) == 2
     assert "--force nonsense: no such stage" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_finishes_under_ten_minutes(tmp_path, capsys):
+    """The packaged demo end to end (minutes; run with -m slow on an otherwise idle machine)."""
+    import time
+
+    from intrinsic_robustness.cli import main
+
+    start = time.perf_counter()
+    assert main(["demo", "--run-dir", str(tmp_path / "demo")]) == 0
+    seconds = time.perf_counter() - start
+    assert (tmp_path / "demo" / "report" / "report.html").is_file()
+    rep = json.loads((tmp_path / "demo" / "report" / "report.json").read_text())
+    assert rep["generator"]["fidelity"] >= 0.8
+    assert seconds < 600

@@ -3,8 +3,9 @@
 Each step descends the margin (true logit minus the best other, or minus a target's logit) with a
 normalised gradient step, projects onto a ball of radius ``eps_k`` and clips to [0, 1]. The radius adapts
 per example: before any adversarial point is found it jumps just past the first-order estimate of the
-boundary, ``(||delta|| + margin / ||grad||) (1 + gamma_k)``; afterwards it shrinks by (1 - gamma_k) while adversarial and grows by
-(1 + gamma_k) otherwise, never above the best norm found. Step size and gamma decay on a cosine schedule.
+boundary, ``(||delta|| + margin / ||grad||) (1 + gamma_k)``; afterwards it shrinks by (1 - gamma_k) while
+adversarial and grows by (1 + gamma_k) otherwise, never above the best norm found. Step size and gamma
+decay on a cosine schedule.
 Optional targeted runs against the most likely other classes handle multi-class boundaries that the
 untargeted margin would miss. A bisection along the segment from x to the best point ends the attack.
 """

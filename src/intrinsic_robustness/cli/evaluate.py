@@ -17,7 +17,7 @@ def evaluate_command(
     data: Annotated[str, typer.Option("--data", help="Dataset directory made by 'irob generate' (test split), "
                                       "or a real-data name (digits, fashion-mnist, mnist, idx:DIR).")],
     out: Annotated[Path, typer.Option("--out", help="JSON file to write (norms go to the .safetensors beside it).")],
-    threat: Annotated[str, typer.Option("--threat", help="unconstrained or in-distribution.")] = "unconstrained",
+    threat: Annotated[str, typer.Option("--threat", help="unconstrained or in-distribution.")],
     generator: Annotated[str | None, typer.Option("--generator", help="Generator spec (in-distribution; default: "
                                                   "the one recorded in the dataset manifest).")] = None,
     attack: Annotated[str | None, typer.Option("--attack", help="NAME[,NAME...]: pgd, fmn, autoattack "

@@ -93,5 +93,6 @@ def fidelity_report(gen: Any, train: tuple[torch.Tensor, torch.Tensor], test: tu
         "generated_class_accuracy": per_class_acc,
         "real_test_accuracy": accuracy(model, *test),
         "samples_per_class": per_class,
+        "classifier_epochs": epochs,
         "classifier": f"small CNN (2 conv + 2 fc), Adam 1e-3, {epochs} epoch(s) on the real training split",
     }

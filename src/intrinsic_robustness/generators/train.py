@@ -246,7 +246,8 @@ def _finish(out: Path, config: dict[str, Any], gen: nn.Module, history: list[dic
         save_generator(gen, out, {**gen.config(), "trained_on": config["dataset"], "epochs": len(history)})
     previous = read_json(out / TRAINING_FILE) if (out / TRAINING_FILE).is_file() else {}
     fidelity = previous.get("fidelity")
-    if not fidelity or fidelity.get("epoch") != len(history) or fidelity.get("samples_per_class") != per_class:
+    wanted = {"epoch": len(history), "samples_per_class": per_class, "classifier_epochs": fidelity_epochs}
+    if not fidelity or any(fidelity.get(k) != v for k, v in wanted.items()):
         start = time.perf_counter()
         fidelity = fidelity_report(gen, train, test, seed=config["seed"], epochs=fidelity_epochs,
                                    per_class=per_class, device=device, max_batches=config["max_batches"])
