@@ -173,12 +173,18 @@ def main() -> None:
     if args.part in ("all", "unconstrained"):
         report["unconstrained"] = unconstrained(model, x[:args.n], y[:args.n], (1.0, 2.0, 3.0))
         print(json.dumps(report["unconstrained"], indent=1), flush=True)
+        save(report, args.out)
     if args.part in ("all", "latent"):
         n = args.n_latent
         report["in_distribution"] = in_distribution(model, gen, x[:n], y[:n], z[:n], 3.0)
         print(json.dumps(report["in_distribution"], indent=1), flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        save(report, args.out)
+
+
+def save(report: dict, out: str | None) -> None:
+    """Write what has finished so far (each part is slow on a CPU)."""
+    if out:
+        Path(out).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -112,8 +112,7 @@ class RunDir:
             meta = read_json(meta_path)
             if meta.get("format") != META_FORMAT:
                 raise UserInputError(
-                    f"{meta_path}: format {meta.get('format')!r}, expected {META_FORMAT!r}; "
-                    "use a new --run-dir"
+                    f"{meta_path}: format {meta.get('format')!r}, expected {META_FORMAT!r}; use a new --run-dir"
                 )
         else:
             meta = {"format": META_FORMAT, "created": _now(), "stages": {}}
@@ -144,7 +143,9 @@ class RunDir:
             inputs[up] = rec["fingerprint"]
         for f in stage.files:
             if not Path(f).is_file():
-                raise UserInputError(f"{f}: file not found (needed by stage {stage.name})")
+                raise UserInputError(
+                    f"{f}: file not found (needed by stage {stage.name}); fix the path in the config or --set it"
+                )
             inputs[f"file:{f}"] = file_sha256(f)
         return canonical_hash({"stage": stage.name, "config": stage.config, "inputs": inputs}), inputs
 
@@ -231,9 +232,7 @@ def _execute_one(run: RunDir, stage: Stage, forced: bool) -> StageOutcome:
         {"status": "running", "key": key, "inputs": inputs, "started": _now(), "config": stage.config},
     )
     start, cpu_start = time.perf_counter(), time.process_time()
-    ctx = StageContext(
-        run.path, stage.name, fresh=not resume, upstream={u: run.record(u) or {} for u in stage.inputs}
-    )
+    ctx = StageContext(run.path, stage.name, fresh=not resume, upstream={u: run.record(u) or {} for u in stage.inputs})
     outputs = stage.run(ctx)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     hashes = run.fingerprint(outputs)
