@@ -40,7 +40,7 @@ class AttackResult:
         return ~(self.norms <= eps + NORM_TOL)
 
     def robust_accuracy(self, eps: float) -> float:
-        return float(self.robust(eps).float().mean()) if len(self.norms) else float("nan")
+        return float(self.robust(eps).double().mean()) if len(self.norms) else float("nan")
 
 
 @dataclass

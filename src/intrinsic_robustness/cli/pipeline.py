@@ -79,7 +79,7 @@ def demo_command(
     device: RunDeviceOpt = None,
     seed: RunSeedOpt = None,
 ) -> None:
-    """Run the packaged demo (scikit-learn digits, small ACGAN, three classifiers); print the report path."""
+    """Run the packaged demo (scikit-learn digits, small ACGAN, four classifiers); print the report path."""
     from intrinsic_robustness import api
     from intrinsic_robustness.cli.console import out
 
