@@ -115,7 +115,7 @@ def lipschitz_stage(config: PipelineConfig, method: str) -> Stage:
             anchors_per_class=section.anchors_per_class,
             radius=section.radius,
             neighbors=section.neighbors,
-            seed=derive_seed(config.run.seed, "lipschitz", method),
+            seed=derive_seed(config.run.seed, "lipschitz"),  # one seed: every method sees the same anchors
             device=device,
             **section.options,
         )
