@@ -31,8 +31,7 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``irob``: runs the app, turning expected failures into one-line errors (exit 2)."""
-    import click
-    import typer
+    import typer  # typer >= 0.29 vendors click: catch its own exception types, never import click
 
     from intrinsic_robustness.cli.console import RichProgressHook, err
     from intrinsic_robustness.errors import UserInputError
@@ -44,15 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=args, prog_name="irob", standalone_mode=False)
         return 0
-    except (click.exceptions.Exit, typer.Exit) as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except (click.exceptions.Abort, typer.Abort):
+    except typer.Abort:
         err.print("aborted", style="red")
         return 130
-    except (click.ClickException, typer.TyperException) as exc:  # typer >= 0.2x raises its own click copies
+    except typer.TyperException as exc:  # usage errors: typer prints them with the usage line
         if STATE["debug"]:
             raise
-        exc.show()
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"error: {_one_line(exc)}", style="red", markup=False, highlight=False)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted: finished stages and checkpoints are kept; rerun to resume", style="red")
