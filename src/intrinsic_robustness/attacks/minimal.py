@@ -51,7 +51,7 @@ class MinimalNorm(Attack):
     name = "fmn"
 
     def __init__(self, num_steps: int = 100, step_size: float = 1.0, final_step_size: float = 0.01,
-                 gamma: float = 0.05, final_gamma: float = 0.001, num_targets: int = 0,
+                 gamma: float = 0.05, final_gamma: float = 0.001, num_targets: int = 3,
                  line_search_steps: int = 10) -> None:
         if num_steps < 1 or step_size <= 0 or not 0 < gamma < 1 or num_targets < 0:
             raise UserInputError(f"fmn: num_steps={num_steps}, step_size={step_size}, gamma={gamma}, "
