@@ -104,6 +104,9 @@ def generate_dataset(gen: Any, out: str | os.PathLike[str], n_train: int, n_test
         gen.eval()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the finished dataset should follow the umask
     try:
         splits = {s: _write_split(gen, tmp, s, n, seed, priors, batch_size, shard_size, device)
                   for s, n in (("train", n_train), ("test", n_test))}
