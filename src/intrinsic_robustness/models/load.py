@@ -18,6 +18,7 @@ from torch import nn
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.io import load_tensors, read_json, save_tensors, write_json
 from intrinsic_robustness.models.architectures import build_architecture
+from intrinsic_robustness.weights import load_state_strict, read_weights
 
 FORMAT = "irob-classifier/1"
 CONFIG_FILE = "config.json"
@@ -42,43 +43,9 @@ def save_classifier(model: nn.Module, directory: str | os.PathLike[str], config:
     return out
 
 
-def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or, for foreign files, ``torch.load(weights_only=True)``."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"weights {p}: file not found")
-    if p.suffix == ".safetensors":
-        return load_tensors(p)
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise UserInputError(f"weights {p}: not a readable weights-only state dict ({' '.join(str(exc).split())[:200]})"
-                             ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserInputError(f"weights {p}: expected a mapping of names to tensors (a state dict)")
-    return state
-
-
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
-    """Load ``state`` strictly; missing, unexpected or mis-shaped keys are one-line errors naming a few."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:3]}{' ...' if len(missing) > 3 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}")
-        raise UserInputError(f"weights {source}: {'; '.join(parts)}; the weights do not match the architecture")
-    bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
-    if bad:
-        k = bad[0]
-        raise UserInputError(f"weights {source}: {k} has shape {tuple(state[k].shape)}, the architecture expects "
-                             f"{tuple(own[k].shape)}")
-    model.load_state_dict(dict(state), strict=True)
+    """Load ``state`` strictly (see :func:`intrinsic_robustness.weights.load_state_strict`); returns ``model``."""
+    load_state_strict(model, state, source=f"weights {source}")
     return model
 
 
