@@ -14,15 +14,6 @@ from intrinsic_robustness.models import build_architecture
 from intrinsic_robustness.training import pgd_l2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run far faster on one thread when the machine is shared (27 s vs 4 s measured)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def exact_linear_distance(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """min over j != y of margin_j / ||w_y - w_j||: the exact L2 distance to the decision boundary (0 if wrong)."""
     w, b = model[1].weight, model[1].bias

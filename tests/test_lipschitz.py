@@ -19,16 +19,6 @@ from intrinsic_robustness.lipschitz import (
 )
 from intrinsic_robustness.lipschitz.sampling import neighbor_offsets, sampling_values
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a shared, loaded CPU two threads spin against each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 FAST = {"power_iters": 20, "ascent_steps": 4, "restarts": 1}
 
 

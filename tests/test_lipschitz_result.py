@@ -15,14 +15,6 @@ from intrinsic_robustness.lipschitz import ClassLipschitz, LipschitzResult, boun
 AFFINE = "intrinsic_robustness.generators.affine:make_affine"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _result(labels=(0, 1), n=200):
     per_class = tuple(ClassLipschitz.from_values(c, torch.arange(1, n + 1, dtype=torch.float64) * (c + 1))
                       for c in labels)

@@ -10,15 +10,6 @@ from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.models import ARCHITECTURES, build_architecture, load_classifier, save_classifier
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run far faster on one thread when the machine is shared (27 s vs 4 s measured)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_factory(num_classes: int = 3, image_shape=(1, 4, 4)) -> nn.Module:
     """A user factory (referenced below as ``tests.test_models:tiny_factory``)."""
     return nn.Sequential(nn.Flatten(), nn.Linear(int(torch.tensor(image_shape).prod()), num_classes))

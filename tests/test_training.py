@@ -11,20 +11,12 @@ from torch import nn
 from intrinsic_robustness.data.synthetic import SyntheticDataset
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.models import build_architecture, load_classifier
+from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.progress import set_progress_hook
 from intrinsic_robustness.threat import l2_norm
-from intrinsic_robustness.training import OBJECTIVES, eps_at, fit, frozen_eval, held_out_errors, lr_at, pgd_l2
+from intrinsic_robustness.training import OBJECTIVES, eps_at, fit, held_out_errors, lr_at, pgd_l2
 from intrinsic_robustness.training.objectives import trades_perturb
 from intrinsic_robustness.training.schedule import paper_recipe, scaled_ramp
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run far faster on one thread when the machine is shared (27 s vs 4 s measured)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +80,7 @@ def test_inner_attacks_restore_modes_and_touch_no_weights():
     for x_adv in (x_pgd, x_trades):
         assert not x_adv.requires_grad
         assert (l2_norm(x_adv - x) <= 0.5 + 1e-5).all() and x_adv.min() >= 0 and x_adv.max() <= 1
-    with pytest.raises(RuntimeError), frozen_eval(model):
+    with pytest.raises(RuntimeError), frozen(model):
         raise RuntimeError("restored even on error")
     assert [m.training for m in model.modules()] == modes
 

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from intrinsic_robustness.cli import main
 from intrinsic_robustness.data.synthetic import generate_dataset
 from intrinsic_robustness.models import load_classifier
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run far faster on one thread when the machine is shared (27 s vs 4 s measured)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_train_classifier_cli(tmp_path, affine_generator, capsys):

@@ -117,7 +117,7 @@ def certified_radius(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_eps
     farther apart), then bisects to absolute precision ``tol``. The model runs in eval mode; its mode is
     restored afterwards.
     """
-    from intrinsic_robustness.training.objectives import frozen_eval
+    from intrinsic_robustness.modes import frozen
 
     if x.ndim < 2 or len(x) != len(y):
         raise UserInputError(f"certified_radius: x {tuple(x.shape)} and y {tuple(y.shape)} need the same batch size")
@@ -127,7 +127,7 @@ def certified_radius(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_eps
     if upper <= 0:
         raise UserInputError(f"certified_radius: max_eps {max_eps} must be positive")
     out = []
-    with frozen_eval(model):
+    with frozen(model):
         for i in range(0, len(y), batch_size):
             xb, yb = x[i:i + batch_size], y[i:i + batch_size].long()
             out.append(_radius_batch(model, xb, yb, upper, tol, start))

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.attacks import NORM_TOL, build_attack, invert_latents, parse_attack_names
+from intrinsic_robustness.config import THREATS
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.evaluation_io import PartialStore, module_digest, outputs_for, settings_digest, tensor_digest
 from intrinsic_robustness.io import load_tensors, read_json, save_tensors, write_json
@@ -29,7 +30,6 @@ from intrinsic_robustness.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
-THREATS = ("unconstrained", "in-distribution")
 DEFAULT_EPS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 KEEP_EXAMPLES = 16
 

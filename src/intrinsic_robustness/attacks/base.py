@@ -9,9 +9,8 @@ Randomness is per example: example ``i`` of the dataset draws from a generator s
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.runtime import derive_seed
 from intrinsic_robustness.threat import l2_norm
 
@@ -77,28 +77,6 @@ def per_example_uniform_ball(rngs: Sequence[torch.Generator], shape: Sequence[in
     radius = eps * u.pow(1.0 / d)
     norms = l2_norm(direction).clamp_min(1e-12)
     return direction * (radius / norms).reshape(-1, *([1] * len(shape)))
-
-
-@contextlib.contextmanager
-def frozen(*modules: nn.Module | None) -> Iterator[None]:
-    """Eval mode and no parameter gradients inside; the exact previous mode and flags restored after."""
-    saved = []
-    for m in modules:
-        if isinstance(m, nn.Module):
-            modes = [(sub, sub.training) for sub in m.modules()]
-            flags = [(p, p.requires_grad) for p in m.parameters()]
-            saved.append((modes, flags))
-            m.eval()
-            for p, _ in flags:
-                p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for modes, flags in saved:
-            for sub, mode in modes:
-                sub.training = mode
-            for p, flag in flags:
-                p.requires_grad_(flag)
 
 
 class Attack:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -14,6 +13,7 @@ from intrinsic_robustness.generators.protocol import generator_device
 from intrinsic_robustness.lipschitz.gradient import FLOOR_FRACTION, gradient_values
 from intrinsic_robustness.lipschitz.result import ClassLipschitz, LipschitzResult
 from intrinsic_robustness.lipschitz.sampling import sampling_values
+from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.runtime import derive_seed, make_generator, resolve_device
 
 METHODS = ("sampling", "gradient")
@@ -51,7 +51,7 @@ def estimate_lipschitz(
         gen.to(dev)
     started = time.perf_counter()
     per_class, evaluations = [], 0
-    with _frozen_eval(gen):
+    with frozen(gen):
         for label in labels:
             z = class_anchors(gen, label, anchors_per_class, seed).to(dev)
             if method == "sampling":
@@ -72,22 +72,6 @@ def estimate_lipschitz(
     return LipschitzResult(method=method, radius=float(radius), parameters=parameters,
                            per_class=tuple(per_class), generator_evaluations=int(evaluations),
                            seconds=time.perf_counter() - started)
-
-
-@contextlib.contextmanager
-def _frozen_eval(gen: torch.nn.Module) -> Iterator[None]:
-    """Eval mode without parameter gradients for the duration; both restored exactly afterwards."""
-    training = gen.training
-    flags = [(p, p.requires_grad) for p in gen.parameters()]
-    gen.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        gen.train(training)
 
 
 def _check_args(gen: object, method: str, anchors_per_class: int, radius: float, neighbors: int,

@@ -15,9 +15,6 @@ from intrinsic_robustness.io import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
 
-FIGURES = ("bound_vs_risk", "robust_vs_eps", "lipschitz", "samples", "adversarial")
-
-
 def _figures(run_dir: Path, report: dict[str, Any], settings: dict[str, Any]) -> dict[str, bytes]:
     from intrinsic_robustness.report import plots
 

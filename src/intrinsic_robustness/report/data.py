@@ -8,33 +8,21 @@ Lipschitz value where the key says so).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from intrinsic_robustness.config import THREATS
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.io import read_json
 
 FORMAT = "irob-report/1"
-THREATS = ("unconstrained", "in-distribution")
 RISK_POINTS = 101
-
-
-def _norms(values: list[Any]) -> np.ndarray:
-    return np.array([math.inf if v is None else float(v) for v in values], dtype=float)
 
 
 def _by_eps(table: dict[str, Any] | None) -> dict[float, float]:
     return {float(k): float(v) for k, v in (table or {}).items() if v is not None}
-
-
-def robust_curve(min_norms: np.ndarray, eps: np.ndarray) -> np.ndarray:
-    """Fraction of examples whose smallest adversarial norm found exceeds eps (0 = misclassified)."""
-    if min_norms.size == 0:
-        return np.full(eps.shape, math.nan)
-    return (min_norms[None, :] > eps[:, None]).mean(axis=1)
 
 
 def _load_lipschitz(run_dir: Path, methods: list[str], percentile: str) -> dict[str, Any]:

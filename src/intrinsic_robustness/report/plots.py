@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from intrinsic_robustness.config import THREATS
+
 MARKERS = {"unconstrained": "o", "in-distribution": "s", "certified": "^"}
 LINESTYLES = {"per_class": "-", "overall": "--"}
 METHOD_ALPHA = (1.0, 0.55, 0.35)
@@ -245,7 +247,7 @@ def adversarial(run_dir: Path, report: dict[str, Any], k: int) -> bytes | None:
     """Figure 4b: stored adversarial examples (both threats) under their originals, with their norms."""
     rows = []
     for c in report["classifiers"]:
-        for threat in ("unconstrained", "in-distribution"):
+        for threat in THREATS:
             found = _examples(run_dir / "eval" / c["name"] / f"{threat}.safetensors", k)
             if found is not None:
                 rows.append((c["name"], threat, found))

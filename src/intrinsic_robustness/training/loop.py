@@ -24,10 +24,11 @@ from torch import nn
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.io import read_json, write_json, write_text
 from intrinsic_robustness.models import build_architecture, save_classifier
+from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.progress import advance, task
 from intrinsic_robustness.runtime import derive_seed, make_generator, resolve_device
 from intrinsic_robustness.training.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from intrinsic_robustness.training.objectives import OBJECTIVES, frozen_eval, pgd_l2
+from intrinsic_robustness.training.objectives import OBJECTIVES, pgd_l2
 from intrinsic_robustness.training.schedule import Recipe, eps_at, lr_at, paper_recipe, scaled_ramp
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,10 @@ def held_out_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     wrong_clean = wrong_adv = 0
     for start in range(0, len(y), batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        with frozen_eval(model), torch.no_grad():
+        with frozen(model), torch.no_grad():
             wrong_clean += int((model(xb).argmax(1) != yb).sum())
         x_adv = pgd_l2(model, xb, yb, eps, num_steps, 2.5 * eps / num_steps, gen)
-        with frozen_eval(model), torch.no_grad():
+        with frozen(model), torch.no_grad():
             wrong_adv += int((model(x_adv).argmax(1) != yb).sum())
     return wrong_clean / len(y), wrong_adv / len(y)
 

@@ -8,32 +8,15 @@ adversarial search. The L2 geometry (normalised steps, projection, uniform rando
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.threat import clip_box, normalized_step, project_l2, uniform_ball
 from intrinsic_robustness.training.schedule import Recipe
-
-
-@contextlib.contextmanager
-def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode with frozen parameters for an inner attack; every flag is restored exactly afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in grads:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for m, flag in modes:
-            m.training = flag
-        for p, flag in grads:
-            p.requires_grad_(flag)
 
 
 def _ascend(model: nn.Module, x: torch.Tensor, start: torch.Tensor, eps: float, num_steps: int,
@@ -41,7 +24,7 @@ def _ascend(model: nn.Module, x: torch.Tensor, start: torch.Tensor, eps: float, 
     """L2 projected gradient ascent of ``loss_of(logits)`` from ``start``, kept in the eps-ball and [0,1]."""
     x = x.detach()
     x_adv = clip_box(x + project_l2(start - x, eps)).detach()
-    with frozen_eval(model), torch.enable_grad():
+    with frozen(model), torch.enable_grad():
         for _ in range(num_steps):
             x_adv.requires_grad_(True)
             loss = loss_of(model(x_adv))
@@ -61,7 +44,7 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, num_s
 def trades_perturb(model: nn.Module, x: torch.Tensor, eps: float, num_steps: int, step_size: float,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """TRADES' inner maximisation of KL(f(x) || f(x')) from x + 0.001 N(0, I)."""
-    with frozen_eval(model), torch.no_grad():
+    with frozen(model), torch.no_grad():
         p_clean = F.softmax(model(x), dim=1)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
