@@ -117,7 +117,6 @@ def test_latent_attack_reaches_affine_closed_form(affine_setup) -> None:
     assert (res.norms <= exact_in * 1.05).all()
     assert torch.allclose(gen.decode(res.z_adv, y), res.x_adv, atol=1e-6)
     unc = MinimalNorm(num_steps=60)(model, x, y)
-    assert (exact_unc <= exact_in + 1e-6).all()
     assert (unc.norms <= res.norms + 1e-5).all(), "unconstrained norm above in-distribution norm"
 
 
@@ -151,8 +150,7 @@ def test_batch_consistency_and_mode_restore(make, affine_generator) -> None:
     for i in (0, 4):
         alone = attack(model, x[i:i + 1], y[i:i + 1], seed=5, index=[i], z=z[i:i + 1], **kwargs)
         assert bool(alone.success[0]) == bool(batch.success[i])
-        assert torch.allclose(alone.norms[0], batch.norms[i], rtol=1e-4, atol=1e-5, equal_nan=True) or \
-            (torch.isinf(alone.norms[0]) and torch.isinf(batch.norms[i]))
+        assert torch.allclose(alone.norms[0], batch.norms[i], rtol=1e-4, atol=1e-5)
     assert model.training and all(m.training for m in model.modules())
     assert affine_generator.training
     assert not model[0].weight.requires_grad and model[0].bias.requires_grad and model[4].weight.requires_grad

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from intrinsic_robustness.io import load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.weights import state_checksum
 
 
 def tensor_digest(*tensors: torch.Tensor) -> str:
@@ -32,8 +33,7 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
 def module_digest(module: torch.nn.Module | None) -> str | None:
     if module is None:
         return None
-    state = module.state_dict()
-    return tensor_digest(*[state[k] for k in sorted(state)]) + ":" + ",".join(sorted(state))[:2000]
+    return state_checksum(module.state_dict())
 
 
 def settings_digest(settings: dict[str, Any]) -> str:

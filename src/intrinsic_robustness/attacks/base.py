@@ -79,6 +79,11 @@ def per_example_uniform_ball(rngs: Sequence[torch.Generator], shape: Sequence[in
     return direction * (radius / norms).reshape(-1, *([1] * len(shape)))
 
 
+def cosine_schedule(start: float, end: float, k: int, total: int) -> float:
+    """Cosine annealing from ``start`` (step 0) to ``end`` (step ``total``), shared by the iterative attacks."""
+    return end + (start - end) * (1 + math.cos(math.pi * k / max(total, 1))) / 2
+
+
 class Attack:
     """Template: subclasses set ``name`` (and ``budgeted``/``threat``) and implement ``_attack`` only."""
 

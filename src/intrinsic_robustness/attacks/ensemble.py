@@ -22,7 +22,7 @@ class Ensemble(Attack):
 
     name = "ensemble"
 
-    def __init__(self, members: Sequence[Attack], eps: Sequence[float] = (), seed_offset: int = 0) -> None:
+    def __init__(self, members: Sequence[Attack], eps: Sequence[float] = ()) -> None:
         if not members:
             raise UserInputError("ensemble: give at least one attack")
         if any(m.budgeted for m in members) and not eps:

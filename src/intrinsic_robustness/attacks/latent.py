@@ -12,19 +12,13 @@ so every example's trajectory is independent of the rest of the batch.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from intrinsic_robustness.attacks.base import Attack, AttackContext, frozen, margin, per_example_randn
+from intrinsic_robustness.attacks.base import Attack, AttackContext, cosine_schedule, frozen, margin, per_example_randn
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.runtime import derive_seed
 from intrinsic_robustness.threat import l2_norm
-
-
-def _cosine(start: float, end: float, k: int, total: int) -> float:
-    return end + (start - end) * (1 + math.cos(math.pi * k / max(total, 1))) / 2
 
 
 class _Adam:
@@ -136,7 +130,7 @@ class LatentAttack(Attack):
                 best_dist[active[improve]] = dist[improve]
                 best_z[active[improve]] = za.detach()[improve]
                 found[active] = wrong
-                adam.step(z, grad, active, _cosine(self.lr, self.final_lr, it, self.num_steps))
+                adam.step(z, grad, active, cosine_schedule(self.lr, self.final_lr, it, self.num_steps))
                 window[active] = torch.minimum(window[active], loss.detach())
                 if self.early_stop and (it + 1) % check == 0:
                     stalled = window[active] > 0.9999 * previous[active]

@@ -12,18 +12,12 @@ untargeted margin would miss. A bisection along the segment from x to the best p
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from intrinsic_robustness.attacks.base import Attack, AttackContext, margin
+from intrinsic_robustness.attacks.base import Attack, AttackContext, cosine_schedule, margin
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.threat import l2_norm, normalized_step, project_l2
-
-
-def _cosine(start: float, end: float, k: int, total: int) -> float:
-    return end + (start - end) * (1 + math.cos(math.pi * k / max(total, 1))) / 2
 
 
 def _expand(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -85,8 +79,8 @@ class MinimalNorm(Attack):
         radius = torch.full((n,), float("inf"), device=x.device)
         best, best_norm = x.clone(), torch.full((n,), float("inf"), device=x.device)
         for k in range(self.num_steps):
-            gamma = _cosine(self.gamma, self.final_gamma, k, self.num_steps)
-            step = _cosine(self.step_size, self.final_step_size, k, self.num_steps)
+            gamma = cosine_schedule(self.gamma, self.final_gamma, k, self.num_steps)
+            step = cosine_schedule(self.step_size, self.final_step_size, k, self.num_steps)
             d = delta.clone().requires_grad_(True)
             with torch.enable_grad():
                 logits = model(x + d)

@@ -8,7 +8,6 @@ safetensors, or a torch state dict read with ``weights_only=True``), or the name
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.generators.external import build_from_factory, is_factory_spec
 from intrinsic_robustness.generators.protocol import check_generator
 from intrinsic_robustness.io import read_json, save_tensors, write_json
-from intrinsic_robustness.weights import load_state_strict, read_weights
+from intrinsic_robustness.weights import load_state_strict, read_weights, state_checksum
 
 CONFIG_FILE = "generator.json"
 WEIGHTS_FILE = "generator.safetensors"
@@ -116,16 +115,6 @@ def _with_weights(gen: nn.Module, weights: str | None) -> nn.Module:
     if weights is not None:
         load_state_strict(gen, read_weights(weights), source=weights)
     return gen
-
-
-def state_checksum(state: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 over the names, dtypes, shapes and bytes of a state dict (order-independent)."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def generator_info(spec: str, gen: nn.Module, weights: str | None = None) -> dict[str, Any]:
