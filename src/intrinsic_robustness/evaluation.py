@@ -212,10 +212,9 @@ def _attack_batch(inp: _Inputs, attack: Any, rows: slice, device: torch.device, 
         else:
             z = inp.latents[rows].to(device)
             _check_latents(inp.generator, x, y, z)
-    with torch.no_grad():
-        out["wrong"] = inp.model(x).argmax(dim=1) != y
     res = attack(inp.model, x, y, seed=seed, index=index, z=z)
-    out.update(norms=res.norms, success=res.success, x_adv=res.x_adv)
+    # The attack template already classified x in eval mode and set norm 0 exactly where x is misclassified.
+    out.update(wrong=res.norms == 0, norms=res.norms, success=res.success, x_adv=res.x_adv)
     if rows.start < KEEP_EXAMPLES:
         out["x"] = x
     if inp.certify:

@@ -140,13 +140,14 @@ def held_out_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
         return None, None
     gen = make_generator(derive_seed(seed, "holdout-attack"), x.device)
     wrong_clean = wrong_adv = 0
-    for start in range(0, len(y), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        with frozen(model), torch.no_grad():
-            wrong_clean += int((model(xb).argmax(1) != yb).sum())
-        x_adv = pgd_l2(model, xb, yb, eps, num_steps, 2.5 * eps / num_steps, gen)
-        with frozen(model), torch.no_grad():
-            wrong_adv += int((model(x_adv).argmax(1) != yb).sum())
+    with frozen(model):  # one freeze for the whole slice; pgd_l2 enables gradients for its own steps
+        for start in range(0, len(y), batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            with torch.no_grad():
+                wrong_clean += int((model(xb).argmax(1) != yb).sum())
+            x_adv = pgd_l2(model, xb, yb, eps, num_steps, 2.5 * eps / num_steps, gen)
+            with torch.no_grad():
+                wrong_adv += int((model(x_adv).argmax(1) != yb).sum())
     return wrong_clean / len(y), wrong_adv / len(y)
 
 
