@@ -81,7 +81,7 @@ def main() -> None:
     grad = estimate_lipschitz(gen, "gradient", **common)
     report(samp, grad, source, args, time.perf_counter() - started)
     if args.out:
-        from intrinsic_robustness.io import write_json
+        from intrinsic_robustness.storage import write_json
 
         write_json(args.out, {"source": source, "sampling": samp.to_dict(), "gradient": grad.to_dict()})
 

@@ -20,14 +20,14 @@ import torch
 def time_method(method: str, images: torch.Tensor, labels: torch.Tensor, batches: int, n: int) -> dict:
     from intrinsic_robustness.runtime import make_generator
     from intrinsic_robustness.training.loop import _build, _optimizer
-    from intrinsic_robustness.training.objectives import OBJECTIVES
+    from intrinsic_robustness.training.objectives import METHODS
     from intrinsic_robustness.training.schedule import paper_recipe
 
     recipe = paper_recipe(method, tuple(images.shape[1:]))
     model = _build(recipe.arch, 10, tuple(images.shape[1:]), 0, torch.device("cpu"))
     opt = _optimizer(model, recipe)
     gen = make_generator(0)
-    objective = OBJECTIVES[method]
+    objective = METHODS.get(method)
     eps = recipe.eps  # certified: the final eps (the ramp's start is cheaper, the end is what dominates)
     model.train()
     times = []

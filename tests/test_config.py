@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from intrinsic_robustness.config import (
+from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.pipeline.config import (
     apply_overrides,
     config_from_dict,
     config_to_dict,
     load_config,
     to_toml,
 )
-from intrinsic_robustness.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = {"classifiers": [{"name": "std"}]}
@@ -46,7 +46,7 @@ def test_defaults_filled_in():
         ({**MINIMAL, "evaluation": {"eps": [-1.0]}}, "evaluation.eps"),
         ({**MINIMAL, "evaluation": {"attacks": {"latent-space": ["x"]}}}, "evaluation.attacks"),
         ({**MINIMAL, "generator": {"source": "load"}}, "needs spec"),
-        ({**MINIMAL, "lipschitz": {"methods": ["guess"]}}, "lipschitz.methods.0"),
+        ({**MINIMAL, "lipschitz": {"methods": ["guess"]}}, "lipschitz.methods: 'guess'"),
         ({**MINIMAL, "bogus": {}}, "bogus: unknown key"),
     ],
 )

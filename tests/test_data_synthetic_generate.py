@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from intrinsic_robustness.data.synthetic import generate_dataset, generate_from_spec, load_dataset, parse_priors
+from intrinsic_robustness.api import generate as generate_from_spec
+from intrinsic_robustness.data.synthetic import generate_dataset, load_dataset, parse_priors
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.generators.acgan import ACGANGenerator
 from intrinsic_robustness.generators.affine import make_affine
-from intrinsic_robustness.generators.load import load_generator, save_generator, state_checksum
+from intrinsic_robustness.generators.load import load_generator, save_generator
+from intrinsic_robustness.hashing import state_checksum
 
 
 @pytest.fixture

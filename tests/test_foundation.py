@@ -14,8 +14,8 @@ from intrinsic_robustness import progress
 from intrinsic_robustness.data.synthetic import generate_dataset, load_dataset
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.generators import check_generator
-from intrinsic_robustness.io import atomic_path, read_json, write_json
 from intrinsic_robustness.runtime import derive_seed, make_generator, resolve_device
+from intrinsic_robustness.storage import atomic_path, read_json, write_json
 from intrinsic_robustness.threat import l2_norm, normalized_step, project_l2, uniform_ball
 
 
@@ -278,9 +278,13 @@ def test_synthetic_dataset_refuses_to_overwrite_and_detects_tampering(affine_gen
 def test_atomic_writes_respect_the_umask(tmp_path):
     import os
 
+    from intrinsic_robustness.storage import save_tensors
+
     mask = os.umask(0o022)
     try:
         write_json(tmp_path / "a.json", {"x": 1})
+        save_tensors(tmp_path / "b.safetensors", {"x": torch.zeros(2)})
     finally:
         os.umask(mask)
-    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+    for name in ("a.json", "b.safetensors"):  # not mkstemp's private 0600 (safetensors rewrites the temp file)
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name

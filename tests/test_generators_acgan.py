@@ -9,7 +9,8 @@ from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.generators import check_generator
 from intrinsic_robustness.generators.acgan import ACGANDiscriminator, ACGANGenerator, build_acgan
 from intrinsic_robustness.generators.load import load_generator
-from intrinsic_robustness.generators.train import flatten_optimizer, restore_optimizer, train_acgan
+from intrinsic_robustness.generators.train import train_acgan
+from intrinsic_robustness.weights import optimizer_tensors, restore_optimizer
 
 TINY = {"width": 4, "hidden": 16, "batch_size": 16, "max_batches": 2, "fidelity_epochs": 1,
         "fidelity_per_class": 5, "latent_dim": 8}
@@ -50,7 +51,7 @@ def test_optimizer_state_round_trip_through_tensors():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
     model(torch.randn(4, 3)).sum().backward()
     opt.step()
-    tensors, groups = flatten_optimizer(opt, "opt")
+    tensors, groups = optimizer_tensors(opt, "opt")
     fresh = torch.optim.Adam(model.parameters(), lr=5.0)
     restore_optimizer(fresh, "opt", tensors, groups)
     a, b = opt.state_dict(), fresh.state_dict()

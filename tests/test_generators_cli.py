@@ -23,7 +23,7 @@ def test_train_generator_on_digits(tmp_path, capsys):
                           "--width", "4", "--hidden", "16", "--latent-dim", "8", "--batch-size", "16",
                           "--max-batches", "2", "--fidelity-epochs", "1", "--device", "cpu")
     assert code == 0
-    summary = json.loads(stdout.strip().splitlines()[-1])
+    summary = json.loads(stdout)
     assert summary["epochs_done"] == 1 and 0 <= summary["generated_accuracy"] <= 1
     assert load_generator(str(out)).latent_dim == 8
 

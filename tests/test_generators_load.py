@@ -11,12 +11,9 @@ from safetensors.torch import save_file
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.generators.acgan import ACGANGenerator
 from intrinsic_robustness.generators.affine import AffineGenerator, make_affine
-from intrinsic_robustness.generators.load import (
-    load_generator,
-    load_state_strict,
-    save_generator,
-    state_checksum,
-)
+from intrinsic_robustness.generators.load import load_generator, save_generator
+from intrinsic_robustness.hashing import state_checksum
+from intrinsic_robustness.weights import load_state_strict
 
 SPEC = f"{__name__}:"
 
@@ -170,7 +167,7 @@ def test_directory_without_config_and_unknown_architecture(tmp_path):
     ("no_decode", "missing 'decode'"),
 ])
 def test_contract_check_catches_each_broken_generator(fault, match):
-    from intrinsic_robustness.generators.external import build_from_factory
+    from intrinsic_robustness.plugins import build_from_factory
 
     assert build_from_factory(SPEC + "broken", fault="none") is not None
     torch.manual_seed(0)

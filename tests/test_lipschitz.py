@@ -17,7 +17,13 @@ from intrinsic_robustness.lipschitz import (
     estimate_lipschitz,
     evaluations_per_anchor,
 )
-from intrinsic_robustness.lipschitz.sampling import neighbor_offsets, sampling_values
+from intrinsic_robustness.lipschitz.sampling import (
+    PaperSamplingEstimator,
+    SamplingEstimator,
+    neighbor_offsets,
+    orthant_offsets,
+    sampling_values,
+)
 
 FAST = {"power_iters": 20, "ascent_steps": 4, "restarts": 1}
 
@@ -92,7 +98,7 @@ def test_sampler_matches_brute_force_loop():
     """Chunked, scattered maxima equal a plain per-anchor loop over the same neighbours."""
     gen = TinyMLP().eval()
     z = class_anchors(gen, 1, 3, seed=4)
-    values, evals = sampling_values(gen, z, 1, 0.5, 50, seed=4, batch_size=32)
+    values, evals = sampling_values(gen, z, 1, 0.5, SamplingEstimator(neighbors=50, batch_size=32), seed=4)
     assert evals == 3 * 51
     y = torch.ones(1, dtype=torch.long)
     with torch.no_grad():
@@ -114,20 +120,41 @@ def test_neighbours_fill_the_whole_ball():
         assert (r <= t * 0.5).float().mean() == pytest.approx(t**3, abs=0.015)
 
 
-@pytest.mark.parametrize("method", ["sampling", "gradient"])
+METHOD_OPTIONS = {"sampling": {"neighbors": 64}, "paper-sampling": {"neighbors": 64}, "gradient": FAST}
+
+
+@pytest.mark.parametrize("method", ["sampling", "paper-sampling", "gradient"])
 @pytest.mark.parametrize("c", [0.25, 3.0])
 def test_scaling_output_scales_estimates(method, c):
     gen = TinyMLP().eval()
-    kwargs = {"anchors_per_class": 4, "neighbors": 64, **FAST}
+    kwargs = {"anchors_per_class": 4, **METHOD_OPTIONS[method]}
     base = _values(estimate_lipschitz(gen, method, **kwargs))
     scaled = _values(estimate_lipschitz(Scaled(gen, c), method, **kwargs))
     assert torch.allclose(scaled, c * base, rtol=1e-4, atol=0)
 
 
+def test_paper_sampling_is_the_papers_code():
+    """Positive-orthant directions, radii r U^(1/d), and quotients on the [-1, 1] scale (2x [0, 1])."""
+    off = orthant_offsets(0, 0, 0, 20000, 3, 0.5)
+    assert (off >= 0).all() and off.norm(dim=1).max() <= 0.5 + 1e-6
+    for t in (0.25, 0.5, 0.75):
+        assert (off.norm(dim=1) <= t * 0.5).float().mean() == pytest.approx(t**3, abs=0.015)
+    gen = TinyMLP().eval()
+    z = class_anchors(gen, 0, 2, seed=1)
+    values, _ = PaperSamplingEstimator(neighbors=30).values(gen, z, 0, 0.5, seed=1)
+    y = torch.zeros(1, dtype=torch.long)
+    with torch.no_grad():
+        for i in range(2):
+            x0 = gen.decode(z[i:i + 1], y).flatten(1)
+            best = max(float((gen.decode(z[i:i + 1] + d, y).flatten(1) - x0).norm() / d.norm())
+                       for d in orthant_offsets(1, 0, i, 30, gen.latent_dim, 0.5))
+            assert values[i].item() == pytest.approx(2 * best, rel=1e-5)
+
+
 @pytest.mark.parametrize("method", ["sampling", "gradient"])
 def test_results_do_not_depend_on_batch_size(method):
     gen = TinyMLP().eval()
-    kwargs = {"anchors_per_class": 5, "neighbors": 40, **FAST}
+    kwargs = {"anchors_per_class": 5, **METHOD_OPTIONS[method]}
     one = estimate_lipschitz(gen, method, batch_size=1, **kwargs)
     big = estimate_lipschitz(gen, method, batch_size=500, **kwargs)
     odd = estimate_lipschitz(gen, method, batch_size=7, **kwargs)
@@ -211,9 +238,11 @@ def test_mode_and_grad_flags_restored():
 
 
 @pytest.mark.parametrize("kwargs, flag", [
-    ({"method": "exact"}, "--method"), ({"radius": 0.0}, "--radius"), ({"radius": math.inf}, "--radius"),
-    ({"anchors_per_class": 0}, "--anchors-per-class"), ({"neighbors": 0}, "--neighbors"),
-    ({"batch_size": 0}, "--batch-size"), ({"restarts": -1}, "--restarts"), ({"classes": [5]}, "classes"),
+    ({"method": "exact"}, "lipschitz method 'exact'"), ({"radius": 0.0}, "radius=0.0"),
+    ({"radius": math.inf}, "radius=inf"),
+    ({"anchors_per_class": 0}, "anchors_per_class=0"), ({"method": "sampling", "neighbors": 0}, "neighbors=0"),
+    ({"batch_size": 0}, "batch_size=0"), ({"method": "gradient", "restarts": -1}, "restarts=-1"),
+    ({"method": "gradient", "neighbors": 5}, "unknown option"), ({"classes": [5]}, "classes"),
 ])
 def test_bad_arguments_name_the_input(kwargs, flag):
     with pytest.raises(UserInputError, match=flag):

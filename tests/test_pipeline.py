@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from intrinsic_robustness.config import config_from_dict
+from intrinsic_robustness.pipeline.config import config_from_dict
 
 TINY = {
     "run": {"name": "tiny", "seed": 0},
@@ -45,7 +45,7 @@ def _statuses(run: Path) -> dict:
 
 
 def test_tiny_run_end_to_end(tmp_path):
-    from intrinsic_robustness.pipeline import run_pipeline
+    from intrinsic_robustness.pipeline.stages import run_pipeline
 
     run = tmp_path / "run"
     outcomes = run_pipeline(tiny_config(), run)
@@ -77,7 +77,7 @@ def test_tiny_run_end_to_end(tmp_path):
 
 
 def test_changed_classifier_redoes_only_itself(tmp_path):
-    from intrinsic_robustness.pipeline import run_pipeline
+    from intrinsic_robustness.pipeline.stages import run_pipeline
 
     run = tmp_path / "run"
     run_pipeline(tiny_config(), run)
@@ -92,7 +92,7 @@ def test_changed_classifier_redoes_only_itself(tmp_path):
 
 def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, monkeypatch):
     import intrinsic_robustness.evaluation as evaluation
-    from intrinsic_robustness.pipeline import run_pipeline
+    from intrinsic_robustness.pipeline.stages import run_pipeline
 
     run = tmp_path / "run"
     real = evaluation.evaluate
@@ -119,7 +119,7 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, monke
 
 def test_cli_run_and_report(tmp_path, capsys):
     from intrinsic_robustness.cli import main
-    from intrinsic_robustness.config import to_toml
+    from intrinsic_robustness.pipeline.config import to_toml
 
     path = tmp_path / "tiny.toml"
     path.write_text(to_toml(tiny_config()))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.io import write_json
-from intrinsic_robustness.runs import RunDir, Stage, StageContext, execute, match_force
+from intrinsic_robustness.pipeline.engine import RunDir, Stage, StageContext, execute, match_force
+from intrinsic_robustness.storage import write_json
 
 
 class Boom(RuntimeError):

@@ -14,7 +14,7 @@ from intrinsic_robustness.models import build_architecture, load_classifier
 from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.progress import set_progress_hook
 from intrinsic_robustness.threat import l2_norm
-from intrinsic_robustness.training import OBJECTIVES, eps_at, fit, held_out_errors, lr_at, pgd_l2
+from intrinsic_robustness.training import METHODS, eps_at, fit, held_out_errors, lr_at, pgd_l2
 from intrinsic_robustness.training.objectives import trades_perturb
 from intrinsic_robustness.training.schedule import paper_recipe, scaled_ramp
 
@@ -55,7 +55,7 @@ def test_paper_recipes_and_eps_ramp():
     assert eps_at(0, cert) == pytest.approx(0.05) and eps_at(19, cert) == 2.0 and eps_at(59, cert) == 2.0
     assert eps_at(5, cert) < eps_at(6, cert) < 2.0
     assert scaled_ramp(cert, 6) == 2
-    with pytest.raises(UserInputError, match="--method"):
+    with pytest.raises(UserInputError, match="training method"):
         paper_recipe("fgsm", (1, 28, 28))
 
 
@@ -106,7 +106,7 @@ def test_each_method_lowers_its_own_loss(method):
     from dataclasses import replace
 
     recipe = replace(recipe, num_steps=5, step_size=0.1, proj=None)
-    objective = OBJECTIVES[method]
+    objective = METHODS.get(method)
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
 
     def loss_now() -> float:

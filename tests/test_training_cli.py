@@ -28,7 +28,7 @@ def test_train_classifier_cli(tmp_path, affine_generator, capsys):
     assert main([*args, "--force", "--epochs", "1"]) == 0
     capsys.readouterr()
 
-    for bad, needle in [(["--method", "fgsm"], "--method"), (["--arch", "nope"], "unknown"),
+    for bad, needle in [(["--method", "fgsm"], "training method"), (["--arch", "nope"], "unknown"),
                         (["--epochs", "0"], "--epochs"), (["--device", "tpu"], "--device")]:
         i = args.index(bad[0])
         argv = [*args[:i], *bad, *args[i + 2:]]

@@ -439,3 +439,15 @@ def _bisect(
         ok = above(mid)
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
     return np.where(above(hi), np.nan, lo)
+
+
+def side_condition_limit(lipschitz: Any, radius: float) -> float:
+    """The largest eps the theorems cover: min_y L_y * r (they need eps <= L_y r for every class y)."""
+    return float(np.min(np.asarray(lipschitz, dtype=float))) * float(radius)
+
+
+def side_condition_ok(eps: float, lipschitz: Any, radius: float | None) -> bool | None:
+    """Whether eps <= L_y r holds for every class (None when no radius is known)."""
+    if radius is None:
+        return None
+    return float(eps) <= side_condition_limit(lipschitz, radius)

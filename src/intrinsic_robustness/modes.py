@@ -1,4 +1,5 @@
-"""Freezing a module for an inner computation: eval mode, no parameter gradients, everything restored.
+"""Mode changes for an inner computation, always undone: ``frozen`` (eval mode, no parameter gradients) and
+``evaluating`` (eval mode only).
 
 Attacks, adversarial training's inner steps, certification and Lipschitz estimation all need the same
 guarantee: the caller's train/eval mode of every submodule and every parameter's ``requires_grad`` flag come
@@ -33,3 +34,18 @@ def frozen(*modules: nn.Module | None) -> Iterator[None]:
                 sub.training = mode
             for p, flag in flags:
                 p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def evaluating(*modules: object) -> Iterator[None]:
+    """Eval mode inside (parameter flags untouched); every submodule's previous mode restored after."""
+    saved = [[(sub, sub.training) for sub in m.modules()] for m in modules if isinstance(m, nn.Module)]
+    for m in modules:
+        if isinstance(m, nn.Module):
+            m.eval()
+    try:
+        yield
+    finally:
+        for modes in saved:
+            for sub, mode in modes:
+                sub.training = mode

@@ -1,18 +1,25 @@
-"""Devices and seeds: the only place that turns ``--device`` and ``--seed`` into torch objects."""
+"""Devices, seeds and the machine: the only place that turns ``--device`` and ``--seed`` into torch objects
+(torch is imported on first use, so the CLI can name the defaults without loading it)."""
 
 from __future__ import annotations
 
 import hashlib
-
-import torch
+from typing import TYPE_CHECKING
 
 from intrinsic_robustness.errors import UserInputError
 
+if TYPE_CHECKING:
+    import torch
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# One default for the library, the configs and the CLI: CUDA when available, else CPU.
+DEFAULT_DEVICE = "auto"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA when available, else CPU; asking for CUDA without one is a clear error."""
+    import torch
+
     if isinstance(device, torch.device):
         return device
     name = str(device).strip().lower()
@@ -35,6 +42,63 @@ def derive_seed(base_seed: int, *names: str | int) -> int:
 
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     """An explicit torch.Generator: the only source of randomness library code uses."""
+    import torch
+
     gen = torch.Generator(device=torch.device(device) if not isinstance(device, torch.device) else device)
     gen.manual_seed(int(seed))
     return gen
+
+
+def module_device(obj: object) -> torch.device:
+    """Device of a module's first parameter or buffer (CPU for anything without either)."""
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        for t in (*obj.parameters(), *obj.buffers()):
+            return t.device
+    return torch.device("cpu")
+
+
+def machine_info() -> dict[str, object]:
+    """What decides speed and float results on this machine: threads, CPU model and flags, torch build, GPU."""
+    import os
+    import platform
+
+    import torch
+
+    info: dict[str, object] = {
+        "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count(),
+        "machine": platform.machine(), "cpu": _cpu_model(), "cpu_flags": _cpu_flags(),
+        "torch_cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def _cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def _cpu_model() -> str | None:
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or None
+
+
+def _cpu_flags() -> list[str]:
+    """The SIMD flags that change which kernels (and so which float round-off) torch uses."""
+    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
+    for line in _cpuinfo().splitlines():
+        if line.startswith("flags"):
+            have = set(line.split(":", 1)[1].split())
+            return [f for f in wanted if f in have]
+    return []

@@ -6,7 +6,6 @@ execute code is unpickled. Loading checks every name and shape and fails with on
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.io import load_tensors
+from intrinsic_robustness.storage import load_tensors
 
 
 def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -65,11 +64,41 @@ def _few(items: list[str], k: int = 3) -> str:
     return ", ".join(items[:k]) + (", ..." if len(items) > k else "")
 
 
-def state_checksum(state: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 over the names, dtypes, shapes and bytes of a state dict (order-independent)."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], str]:
+    """An optimizer's state as ``prefix/<param index>/<name>`` tensors plus JSON (param groups, scalars).
+
+    The one encoding every safetensors checkpoint uses (no pickle): tensors go in the file, everything
+    else in its string metadata. :func:`restore_optimizer` is the inverse.
+    """
+    import json
+
+    state = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, object]] = {}
+    for index, entry in state["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}/{index}/{name}"] = value.detach().clone()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, json.dumps({"param_groups": state["param_groups"], "scalars": scalars})
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: Mapping[str, torch.Tensor],
+                      info: str) -> None:
+    """Load what :func:`optimizer_tensors` wrote back into ``opt``."""
+    import json
+
+    data = json.loads(info)
+    state: dict[int, dict[str, object]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix + "/"):
+            _, index, name = key.split("/", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, entry in data.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(entry)
+    groups = data["param_groups"]
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})

@@ -20,10 +20,7 @@ from torch import nn
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.runtime import derive_seed
-from intrinsic_robustness.threat import l2_norm
-
-# A success counts at eps when its norm is at most eps + NORM_TOL (float32 round-off of projections).
-NORM_TOL = 1e-5
+from intrinsic_robustness.threat import NORM_TOL, eps_key, l2_norm, robust_accuracy, uniform_ball
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ class AttackResult:
         return ~(self.norms <= eps + NORM_TOL)
 
     def robust_accuracy(self, eps: float) -> float:
-        return float(self.robust(eps).double().mean()) if len(self.norms) else float("nan")
+        return robust_accuracy(self.norms, [eps])[eps_key(eps)] if len(self.norms) else float("nan")
 
 
 @dataclass
@@ -70,13 +67,8 @@ def per_example_randn(rngs: Sequence[torch.Generator], shape: Sequence[int], dev
 
 def per_example_uniform_ball(rngs: Sequence[torch.Generator], shape: Sequence[int], eps: torch.Tensor,
                              device: torch.device) -> torch.Tensor:
-    """Uniform points in each example's L2 ball of radius eps[i] (direction Gaussian, radius eps U^(1/d))."""
-    direction = per_example_randn(rngs, shape, device)
-    d = math.prod(shape)
-    u = torch.stack([torch.rand((), generator=g, device=device) for g in rngs]) if rngs else eps[:0]
-    radius = eps * u.pow(1.0 / d)
-    norms = l2_norm(direction).clamp_min(1e-12)
-    return direction * (radius / norms).reshape(-1, *([1] * len(shape)))
+    """Uniform points in each example's L2 ball of radius eps[i] (see :func:`threat.uniform_ball`)."""
+    return uniform_ball((len(rngs), *shape), eps, list(rngs), device=device)
 
 
 def cosine_schedule(start: float, end: float, k: int, total: int) -> float:

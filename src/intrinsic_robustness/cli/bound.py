@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +10,6 @@ import typer
 from intrinsic_robustness.cli.app import app
 from intrinsic_robustness.errors import UserInputError
 
-PERCENTILES = ("p95", "p99", "p999", "max", "mean")
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
@@ -34,10 +32,8 @@ def _lipschitz_source(
         raise UserInputError("pass either --lipschitz or --lipschitz-file, not both")
     if slack:
         raise UserInputError("--slack comes from --lipschitz-file's percentile; do not pass both")
-    if percentile not in PERCENTILES:
-        raise UserInputError(f"--percentile {percentile!r} is not one of {', '.join(PERCENTILES)}")
-    from intrinsic_robustness.io import read_json
-    from intrinsic_robustness.lipschitz import bound_inputs
+    from intrinsic_robustness.lipschitz.result import bound_inputs
+    from intrinsic_robustness.storage import read_json
 
     lips, deltas, radius = bound_inputs(str(lipschitz_file), percentile)
     method = read_json(lipschitz_file).get("method", "unknown method")
@@ -49,13 +45,6 @@ def _lipschitz_source(
     }
 
 
-def _side_condition(eps: list[float], lipschitz: list[float], radius: float | None) -> list[bool | None]:
-    """Per eps: does eps <= L_y * r hold for every class (None when no radius is known)?"""
-    if radius is None:
-        return [None] * len(eps)
-    return [all(e <= lip * radius for lip in lipschitz) for e in eps]
-
-
 def _plot(path: Path, eps: list[float], risks: list[float], kwargs: dict[str, Any], title: str) -> None:
     """Bound against risk on a fine grid, one line per eps, written atomically."""
     import matplotlib
@@ -65,7 +54,7 @@ def _plot(path: Path, eps: list[float], risks: list[float], kwargs: dict[str, An
     import numpy as np
 
     from intrinsic_robustness.bound import intrinsic_robustness
-    from intrinsic_robustness.io import atomic_path
+    from intrinsic_robustness.storage import atomic_path
 
     grid = np.linspace(0.0, 1.0, 401)
     values = np.atleast_2d(intrinsic_robustness(grid[:, None], np.asarray(eps)[None, :], **kwargs))
@@ -164,8 +153,8 @@ def bound_command(
     """Upper bound on the robustness of any classifier with the given risk, for each (risk, eps)."""
     import numpy as np
 
-    from intrinsic_robustness.bound import CONDITIONS, intrinsic_robustness
-    from intrinsic_robustness.cli.console import err
+    from intrinsic_robustness.bound import CONDITIONS, intrinsic_robustness, side_condition_limit, side_condition_ok
+    from intrinsic_robustness.cli.console import emit_json, err
 
     if condition not in CONDITIONS:
         raise UserInputError(f"--condition {condition!r} is not one of {', '.join(CONDITIONS)}")
@@ -182,7 +171,7 @@ def bound_command(
     values = np.atleast_2d(
         intrinsic_robustness(np.asarray(risk)[:, None], np.asarray(eps)[None, :], **kwargs)
     )
-    side = _side_condition(list(eps), source["lipschitz"], source["radius"])
+    side = [side_condition_ok(e, source["lipschitz"], source["radius"]) for e in eps]
     rows = [
         {"risk": float(r), "eps": float(e), "bound": float(values[i, j]), "side_condition_ok": side[j]}
         for i, r in enumerate(risk)
@@ -192,8 +181,8 @@ def bound_command(
     if bad:
         err.print(
             f"warning: eps {', '.join(f'{e:g}' for e in bad)} exceed(s) L_y * r = "
-            f"{min(source['lipschitz']) * source['radius']:.4g} for some class; the theorem's condition "
-            "fails there, so those numbers are not implied by it",
+            f"{side_condition_limit(source['lipschitz'], source['radius']):.4g} for some class; the theorem's "
+            "condition fails there, so those numbers are not implied by it",
             style="yellow",
             markup=False,
             highlight=False,
@@ -218,7 +207,7 @@ def bound_command(
             "num_classes": num_classes,
             "plot": str(plot) if plot is not None else None,
         }
-        typer.echo(json.dumps(payload, indent=2, allow_nan=False))
+        emit_json(payload)
     else:
         _table(rows, title, source["radius"] is not None)
         if plot is not None:

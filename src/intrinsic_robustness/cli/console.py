@@ -11,6 +11,15 @@ out = Console()
 err = Console(stderr=True)
 
 
+def emit_json(data: Any) -> None:
+    """A command's machine-readable result: indented JSON on stdout (the one JSON output style)."""
+    import json
+
+    import typer
+
+    typer.echo(json.dumps(data, indent=2, allow_nan=False))
+
+
 class RichProgressHook:
     """Shows every library task as a rich progress bar on stderr; nested tasks stack."""
 

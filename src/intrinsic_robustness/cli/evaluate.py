@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from intrinsic_robustness.cli.app import DeviceOpt, SeedOpt, app
+from intrinsic_robustness.runtime import DEFAULT_DEVICE
 
 
 @app.command("evaluate")
@@ -29,15 +30,14 @@ def evaluate_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per attack batch (also the resume "
                                             "unit).")] = 100,
     seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """Attack every test example; write natural error, robust accuracy per eps and minimal norms to FILE.json."""
+    from intrinsic_robustness import api
     from intrinsic_robustness.cli.console import out as console
-    from intrinsic_robustness.evaluation import DEFAULT_EPS, evaluate
 
-    result = evaluate(classifier, data, generator=generator, threat=threat, attacks=attack,
-                      eps=tuple(eps) if eps else DEFAULT_EPS, n=n, batch_size=batch_size, seed=seed,
-                      device=device, out=out)
+    result = api.evaluate(classifier, data, threat, out=out, generator=generator, attacks=attack, eps=eps, seed=seed,
+                          device=device, n=n, batch_size=batch_size)
     console.print(f"{result.threat}: attacks {', '.join(result.attacks)}; n={result.n}; natural error "
                   f"{result.natural_error:.3f}; {result.seconds:.1f} s")
     console.print(_table(result))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from intrinsic_robustness.cli.app import DeviceOpt, SeedOpt, app
+from intrinsic_robustness.runtime import DEFAULT_DEVICE
 
 
 @app.command("train-generator")
@@ -27,19 +27,19 @@ def train_generator(
     hidden: Annotated[int, typer.Option("--hidden", help="Fully connected width (1024 in the paper).")] = 1024,
     force: Annotated[bool, typer.Option("--force", help="Start over even if OUT holds a checkpoint.")] = False,
     seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """Train the paper's ACGAN on real images; prints a JSON summary with the fidelity figure."""
-    from intrinsic_robustness.generators.train import train_acgan
+    from intrinsic_robustness import api
+    from intrinsic_robustness.cli.console import emit_json
 
-    summary = train_acgan(dataset, out, epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                          latent_dim=latent_dim, size=size, max_batches=max_batches,
-                          fidelity_epochs=fidelity_epochs, force=force, width=width, hidden=hidden)
+    summary = api.train_generator(dataset, out, epochs, seed=seed, device=device, batch_size=batch_size, lr=lr,
+                                  latent_dim=latent_dim, size=size, max_batches=max_batches,
+                                  fidelity_epochs=fidelity_epochs, force=force, width=width, hidden=hidden)
     fidelity = summary.get("fidelity", {})
-    print(json.dumps({"out": str(out), "epochs_done": summary["epochs_done"],
-                      "wall_seconds": summary["wall_seconds"],
-                      "generated_accuracy": fidelity.get("generated_accuracy"),
-                      "real_test_accuracy": fidelity.get("real_test_accuracy")}))
+    emit_json({"out": str(out), "epochs_done": summary["epochs_done"], "wall_seconds": summary["wall_seconds"],
+               "generated_accuracy": fidelity.get("generated_accuracy"),
+               "real_test_accuracy": fidelity.get("real_test_accuracy")})
 
 
 @app.command("generate")
@@ -56,12 +56,13 @@ def generate(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch.")] = 500,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
     seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """Write train/test splits (images, labels, latents) plus a manifest; prints the class counts."""
-    from intrinsic_robustness.data.synthetic import generate_from_spec, parse_priors
+    from intrinsic_robustness import api
+    from intrinsic_robustness.cli.console import emit_json
+    from intrinsic_robustness.data.synthetic import parse_priors
 
-    manifest = generate_from_spec(generator, out, n_train, n_test, seed, weights=generator_weights,
-                                  priors=parse_priors(priors), batch_size=batch_size, device=device,
-                                  overwrite=force)
-    print(json.dumps({"out": str(out), **{s: manifest["splits"][s]["counts"] for s in manifest["splits"]}}))
+    manifest = api.generate(generator, out, n_train, n_test, seed, weights=generator_weights,
+                            priors=parse_priors(priors), batch_size=batch_size, device=device, overwrite=force)
+    emit_json({"out": str(out), **{s: manifest["splits"][s]["counts"] for s in manifest["splits"]}})

@@ -8,45 +8,45 @@ from typing import Annotated
 import typer
 
 from intrinsic_robustness.cli.app import DeviceOpt, SeedOpt, app
+from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_RADIUS
+from intrinsic_robustness.runtime import DEFAULT_DEVICE
 
 
 @app.command("lipschitz")
 def lipschitz_command(
     generator: Annotated[str, typer.Option("--generator", help="Generator spec: irob directory, "
-                                           "'package.module:factory', or 'affine'.")],
+                                           "'package.module:factory', 'affine' or 'biggan128'.")],
     out: Annotated[Path, typer.Option("--out", help="JSON file to write.")],
-    method: Annotated[str, typer.Option("--method", help="sampling (the paper's) or gradient.")] = "sampling",
+    method: Annotated[str, typer.Option("--method", help="A registered method: sampling (corrected), "
+                                        "paper-sampling (the paper's code), gradient, ...")] = "sampling",
     anchors_per_class: Annotated[int, typer.Option("--anchors-per-class",
-                                                   help="Anchors z ~ N(0, I) per class.")] = 100,
-    radius: Annotated[float, typer.Option("--radius", help="Latent radius r of the local property.")] = 0.5,
-    neighbors: Annotated[int, typer.Option("--neighbors", help="Neighbours per anchor (sampling).")] = 2000,
+                                                   help="Anchors z ~ N(0, I) per class.")] = DEFAULT_ANCHORS,
+    radius: Annotated[float, typer.Option("--radius", help="Latent radius r of the local property.")]
+    = DEFAULT_RADIUS,
     seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEFAULT_DEVICE,
     generator_weights: Annotated[str | None, typer.Option("--generator-weights",
                                                           help="Weights file for the generator.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Latents per decode call (memory only).")]
-    = 1024,
-    power_iters: Annotated[int, typer.Option("--power-iters", help="Power iterations (gradient).")] = 10,
-    ascent_steps: Annotated[int, typer.Option("--ascent-steps", help="Ascent steps per start (gradient).")]
-    = 12,
-    restarts: Annotated[int, typer.Option("--restarts", help="Random ascent starts (gradient).")] = 2,
+    neighbors: Annotated[int | None, typer.Option("--neighbors", help="Neighbours per anchor (sampling methods).")]
+    = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Latents per decode call (memory only).")]
+    = None,
+    power_iters: Annotated[int | None, typer.Option("--power-iters", help="Power iterations (gradient).")]
+    = None,
+    ascent_steps: Annotated[int | None, typer.Option("--ascent-steps", help="Ascent steps per start (gradient).")]
+    = None,
+    restarts: Annotated[int | None, typer.Option("--restarts", help="Random ascent starts (gradient).")]
+    = None,
 ) -> None:
-    """Estimate each class's local Lipschitz constant (an estimate from below) and write FILE.json."""
-    import dataclasses
-
+    """Per-class local Lipschitz values of a generator (estimates from below unless certified) -> FILE.json."""
+    from intrinsic_robustness import api
     from intrinsic_robustness.cli.console import out as console
-    from intrinsic_robustness.generators.load import load_generator
-    from intrinsic_robustness.lipschitz import estimate_lipschitz
-    from intrinsic_robustness.runtime import resolve_device
 
-    dev = resolve_device(device)
-    gen = load_generator(generator, generator_weights, dev)
-    result = estimate_lipschitz(gen, method=method, anchors_per_class=anchors_per_class, radius=radius,
-                                neighbors=neighbors, seed=seed, device=dev, batch_size=batch_size,
-                                power_iters=power_iters, ascent_steps=ascent_steps, restarts=restarts)
-    where = {"generator": generator, "generator_weights": generator_weights, "device": str(dev)}
-    result = dataclasses.replace(result, parameters={**result.parameters, **where})
-    result.save(out)
+    given = {"neighbors": neighbors, "batch_size": batch_size, "power_iters": power_iters,
+             "ascent_steps": ascent_steps, "restarts": restarts}
+    options = {k: v for k, v in given.items() if v is not None}
+    result = api.lipschitz(generator, method, weights=generator_weights, seed=seed, device=device, out=out,
+                           anchors_per_class=anchors_per_class, radius=radius, **options)
     console.print(_table(result))
     console.print(f"{result.note}.", style="dim")
     console.print(f"wrote {out}")

@@ -109,10 +109,13 @@ def config_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
 ) -> None:
     """Print the resolved configuration (defaults filled in, overrides applied)."""
-    import json
+    from intrinsic_robustness import api
+    from intrinsic_robustness.pipeline.config import config_to_dict, to_toml
 
-    from intrinsic_robustness.config import config_to_dict, load_config, to_toml
+    resolved = api.resolve_config(config, set_ or [])
+    from intrinsic_robustness.cli.console import emit_json, out
 
-    resolved = load_config(config, set_ or [])
-    text = json.dumps(config_to_dict(resolved), indent=2) if as_json else to_toml(resolved)
-    typer.echo(text)
+    if as_json:
+        emit_json(config_to_dict(resolved))
+    else:
+        out.print(to_toml(resolved), markup=False, highlight=False, soft_wrap=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from intrinsic_robustness.cli.app import DeviceOpt, SeedOpt, app
+from intrinsic_robustness.runtime import DEFAULT_DEVICE
 
 METHOD_HELP = "standard | pgd | trades | certified"
 
@@ -33,25 +33,15 @@ def train_classifier(
     holdout: Annotated[int | None, typer.Option("--holdout", help="Training images kept aside for the per-epoch "
                                                                    "clean/PGD error (default min(500, N/10)).")] = None,
     seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = DEFAULT_DEVICE,
     force: Annotated[bool, typer.Option("--force", help="Replace a finished model or a mismatched checkpoint.")
                      ] = False,
 ) -> None:
     """Train a classifier on generated data and save it (resumes an interrupted run in --out)."""
-    from intrinsic_robustness.data.synthetic import load_dataset
-    from intrinsic_robustness.errors import UserInputError
-    from intrinsic_robustness.io import read_json
-    from intrinsic_robustness.training import fit
-    from intrinsic_robustness.training.schedule import METHODS
+    from intrinsic_robustness import api
+    from intrinsic_robustness.cli.console import emit_json
 
-    if method not in METHODS:
-        raise UserInputError(f"--method {method!r}: use one of {', '.join(METHODS)}")
-    train = load_dataset(data, "train")
-    if len(train) == 0:
-        raise UserInputError(f"--data {data}: the train split is empty; generate with --n-train > 0")
-    path = fit(train, method, arch=arch, eps=eps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-               device=device, out=out, force=force, holdout=holdout, num_steps=num_steps, step_size=step_size,
-               beta=beta)
-    config = read_json(path / "config.json")
-    summary = {"out": str(path), "method": method, "arch": config["arch"], "final": config["final"]}
-    typer.echo(json.dumps(summary, indent=2))
+    config = api.train_classifier(data, method, out, seed=seed, device=device, arch=arch, eps=eps, epochs=epochs,
+                                  batch_size=batch_size, lr=lr, force=force, holdout=holdout, num_steps=num_steps,
+                                  step_size=step_size, beta=beta)
+    emit_json({"out": str(out), "method": config["method"], "arch": config["arch"], "final": config["final"]})

@@ -18,9 +18,11 @@ import torch
 from torch.utils.data import Dataset
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.io import file_sha256, load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.hashing import file_sha256
+from intrinsic_robustness.modes import evaluating
 from intrinsic_robustness.progress import advance, task
 from intrinsic_robustness.runtime import derive_seed
+from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, write_json
 
 FORMAT = "irob-synthetic/1"
 SPLITS = ("train", "test")
@@ -100,16 +102,15 @@ def generate_dataset(gen: Any, out: str | os.PathLike[str], n_train: int, n_test
     if out.exists() and not overwrite:
         raise UserInputError(f"{out} already exists; choose another --out or pass --force to replace it")
     device = torch.device(device)
-    if isinstance(gen, torch.nn.Module):
-        gen.eval()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the finished dataset should follow the umask
     try:
-        splits = {s: _write_split(gen, tmp, s, n, seed, priors, batch_size, shard_size, device)
-                  for s, n in (("train", n_train), ("test", n_test))}
+        with evaluating(gen):
+            splits = {s: _write_split(gen, tmp, s, n, seed, priors, batch_size, shard_size, device)
+                      for s, n in (("train", n_train), ("test", n_test))}
         k = int(gen.num_classes)
         manifest = {
             "format": FORMAT, "seed": int(seed), "num_classes": k, "latent_dim": int(gen.latent_dim),
@@ -172,23 +173,3 @@ def parse_priors(text: str | None) -> list[float] | None:
         return [float(p) for p in text.split(",")]
     except ValueError:
         raise UserInputError(f"--priors {text!r}: expected comma-separated numbers such as 0.5,0.5") from None
-
-
-def generate_from_spec(spec: str, out: str | os.PathLike[str], n_train: int, n_test: int, seed: int,
-                       weights: str | None = None, priors: Sequence[float] | None = None, batch_size: int = 500,
-                       device: str | torch.device = "auto", overwrite: bool = False) -> dict[str, Any]:
-    """Load the generator named by ``spec`` and write a dataset; the manifest records spec and checksum."""
-    from intrinsic_robustness.generators.load import generator_info, load_generator
-    from intrinsic_robustness.runtime import resolve_device
-
-    if Path(out).exists() and not overwrite:
-        raise UserInputError(f"{out} already exists; choose another --out or pass --force to replace it")
-    if batch_size < 1:
-        raise UserInputError(f"--batch-size {batch_size}: expected a positive integer")
-    dev = resolve_device(device)
-    gen = load_generator(spec, weights, device=dev)
-    if priors is not None and len(priors) != int(gen.num_classes):
-        raise UserInputError(f"--priors: {len(priors)} values for a generator with {gen.num_classes} classes")
-    return generate_dataset(gen, out, n_train, n_test, seed, priors=priors,
-                            generator_info=generator_info(spec, gen, weights), batch_size=batch_size,
-                            shard_size=max(batch_size, 10_000), device=dev, overwrite=overwrite)

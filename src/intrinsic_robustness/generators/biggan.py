@@ -271,7 +271,7 @@ def default_weights_path() -> Path | None:
 
 def load_biggan128(weights: str | os.PathLike[str] | None = None, **overrides: Any) -> BigGAN:
     """The paper's BigGAN-128 with the released weights loaded strictly (``torch.load(weights_only=True)``)."""
-    from intrinsic_robustness.generators.load import load_state_strict, read_weights
+    from intrinsic_robustness.weights import load_state_strict, read_weights
 
     path = Path(weights) if weights is not None else default_weights_path()
     if path is None:

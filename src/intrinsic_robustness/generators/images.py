@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from intrinsic_robustness.io import atomic_path
-from intrinsic_robustness.runtime import derive_seed
+from intrinsic_robustness.modes import evaluating
+from intrinsic_robustness.runtime import derive_seed, module_device
+from intrinsic_robustness.storage import atomic_path
 
 
 def grid_array(images: torch.Tensor, pad: int = 2) -> torch.Tensor:
@@ -40,18 +41,12 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike[str], scale: int = 2
 @torch.no_grad()
 def class_grid(gen: Any, per_class: int = 10, seed: int = 0) -> torch.Tensor:
     """``[num_classes, per_class, C, H, W]`` samples with fixed latents (the same z in every row)."""
-    was_training = getattr(gen, "training", False)
-    if hasattr(gen, "eval"):
-        gen.eval()
-    try:
-        device = next(iter(gen.parameters())).device if hasattr(gen, "parameters") else torch.device("cpu")
+    device = module_device(gen)
+    with evaluating(gen):
         rng = torch.Generator().manual_seed(derive_seed(seed, "sample-grid"))
         z = torch.randn(per_class, int(gen.latent_dim), generator=rng).to(device)
         rows = [gen.decode(z, torch.full((per_class,), k, device=device, dtype=torch.long)).cpu()
                 for k in range(int(gen.num_classes))]
-    finally:
-        if was_training:
-            gen.train()
     return torch.stack(rows)
 
 

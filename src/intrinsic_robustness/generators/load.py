@@ -17,15 +17,16 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.generators.external import build_from_factory, is_factory_spec
+from intrinsic_robustness.generators.families import FAMILIES, NAMED
 from intrinsic_robustness.generators.protocol import check_generator
-from intrinsic_robustness.io import read_json, save_tensors, write_json
-from intrinsic_robustness.weights import load_state_strict, read_weights, state_checksum
+from intrinsic_robustness.hashing import state_checksum
+from intrinsic_robustness.plugins import build_from_factory, is_factory_spec
+from intrinsic_robustness.storage import read_json, save_tensors, write_json
+from intrinsic_robustness.weights import load_state_strict, read_weights
 
 CONFIG_FILE = "generator.json"
 WEIGHTS_FILE = "generator.safetensors"
 FORMAT = "irob-generator/1"
-NAMED_SPECS = ("affine", "biggan128")
 
 
 def save_generator(gen: nn.Module, directory: str | os.PathLike[str], config: dict[str, Any]) -> Path:
@@ -45,14 +46,8 @@ def load_generator(spec: str, weights: str | None = None, device: str | torch.de
     path = Path(spec).expanduser()
     if path.is_dir():
         gen = _from_directory(path, weights)
-    elif spec == "affine":
-        from intrinsic_robustness.generators.affine import make_affine
-
-        gen = _with_weights(make_affine(), weights)
-    elif spec == "biggan128":
-        from intrinsic_robustness.generators.biggan import load_biggan128
-
-        gen = load_biggan128(weights)
+    elif spec in NAMED:
+        gen = NAMED.get(spec)(weights)
     elif is_factory_spec(spec):
         gen = build_from_factory(spec, what="generator")
         if not isinstance(gen, nn.Module):
@@ -64,7 +59,7 @@ def load_generator(spec: str, weights: str | None = None, device: str | torch.de
                              f"(expected {CONFIG_FILE} and {WEIGHTS_FILE} inside)")
     else:
         raise UserInputError(f"generator spec {spec!r}: expected a directory saved by irob, "
-                             "'package.module:factory', 'affine' or 'biggan128'")
+                             f"'package.module:factory' or one of {', '.join(NAMED.names())}")
     gen = gen.to(torch.device(device)).eval()
     for p in gen.parameters():
         p.requires_grad_(False)
@@ -84,31 +79,19 @@ def _from_directory(path: Path, weights: str | None) -> nn.Module:
 def build_from_config(config: Mapping[str, Any], source: str = "config") -> nn.Module:
     """Rebuild an (untrained) generator from the ``architecture`` entry of a saved config."""
     arch = config.get("architecture")
+    if arch != "factory" and arch not in FAMILIES:
+        raise UserInputError(f"{source}: unknown architecture {arch!r}; expected one of "
+                             f"{', '.join(FAMILIES.names())} or factory")
     try:
-        if arch == "acgan":
-            from intrinsic_robustness.generators.acgan import build_acgan
-
-            return build_acgan(dict(config))
-        if arch == "biggan":
-            from intrinsic_robustness.generators.biggan import build_biggan
-
-            return build_biggan(dict(config))
-        if arch == "affine":
-            from intrinsic_robustness.generators.affine import AffineGenerator
-
-            shape = [int(s) for s in config["image_shape"]]
-            n_pixels = shape[0] * shape[1] * shape[2]
-            return AffineGenerator(torch.zeros(n_pixels, int(config["latent_dim"])),
-                                   torch.zeros(int(config["num_classes"]), n_pixels), tuple(shape))
         if arch == "factory":
             return build_from_factory(str(config["factory"]), what="generator", **dict(config.get("kwargs", {})))
+        return FAMILIES.get(str(arch))(config)
     except KeyError as exc:
         raise UserInputError(f"{source}: missing entry {exc} for architecture {arch!r}") from None
     except (TypeError, ValueError) as exc:
         if isinstance(exc, UserInputError):
             raise
         raise UserInputError(f"{source}: cannot build architecture {arch!r} ({exc})") from None
-    raise UserInputError(f"{source}: unknown architecture {arch!r}; expected acgan, biggan, affine or factory")
 
 
 def _with_weights(gen: nn.Module, weights: str | None) -> nn.Module:

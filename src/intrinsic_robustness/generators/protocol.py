@@ -1,8 +1,17 @@
-"""The conditional-generator contract every part of the toolkit relies on, and a checker for it.
+"""The conditional-generator contract, written once: what every part of the toolkit may call, and a checker
+that tests exactly that.
 
-A generator is an ``nn.Module`` with ``latent_dim``, ``num_classes``, ``image_shape`` and
-``decode(z, y)`` returning images in [0, 1] (output scaling and resizing happen inside ``decode``, so
-Lipschitz constants, data and attacks share one pixel space), plus ``sample_latent(n, generator=...)``.
+A generator is an object (usually an ``nn.Module``) with
+
+- ``latent_dim: int``, ``num_classes: int``, ``image_shape: (channels, height, width)``;
+- ``decode(z, y)``: images in [0, 1] of shape ``(n, *image_shape)`` for latents ``z`` ``(n, latent_dim)`` and
+  int64 labels ``y`` ``(n,)``; deterministic in eval mode and differentiable in ``z`` (output scaling and
+  resizing happen inside, so Lipschitz constants, data and attacks share one pixel space);
+- ``sample_latent(n, generator=None)``: ``(n, latent_dim)`` latents z ~ N(0, I) drawn from the given
+  ``torch.Generator`` (on that generator's device).
+
+The library calls nothing else (no ``device=`` keyword): :func:`draw_latents` draws on the seed's device and
+moves the result.
 """
 
 from __future__ import annotations
@@ -12,6 +21,12 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.modes import evaluating
+from intrinsic_robustness.runtime import module_device
+
+CONTRACT = ("latent_dim, num_classes, image_shape=(C, H, W), decode(z, y) -> images in [0, 1] "
+            "and sample_latent(n, generator=None)")
+ATTRIBUTES = ("latent_dim", "num_classes", "image_shape", "decode", "sample_latent")
 
 
 @runtime_checkable
@@ -24,9 +39,7 @@ class ConditionalGenerator(Protocol):
 
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 
-    def sample_latent(
-        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
-    ) -> torch.Tensor: ...
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
 
 def standard_normal_latent(
@@ -38,11 +51,15 @@ def standard_normal_latent(
     return torch.randn(n, latent_dim, generator=generator, device=device)
 
 
-def generator_device(gen: torch.nn.Module) -> torch.device:
-    """Device of a generator's first parameter or buffer (CPU for a parameterless module)."""
-    for t in list(gen.parameters()) + list(gen.buffers()):
-        return t.device
-    return torch.device("cpu")
+def draw_latents(gen: object, n: int, generator: torch.Generator | None = None,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """``gen.sample_latent(n, generator=generator)`` (the contract's call), checked and moved to ``device``."""
+    z = gen.sample_latent(int(n), generator=generator)  # type: ignore[attr-defined]
+    if not isinstance(z, torch.Tensor) or tuple(z.shape) != (int(n), int(gen.latent_dim)):  # type: ignore[attr-defined]
+        shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+        raise UserInputError(f"generator: sample_latent({n}) returned {shape}, expected ({n}, "
+                             f"{gen.latent_dim}); the contract is {CONTRACT}")  # type: ignore[attr-defined]
+    return z if device is None else z.to(device)
 
 
 def check_generator(gen: object, n: int = 4, atol: float = 1e-5, name: str = "generator") -> None:
@@ -50,39 +67,37 @@ def check_generator(gen: object, n: int = 4, atol: float = 1e-5, name: str = "ge
 
     Raises :class:`UserInputError` with one line that names what is wrong and how to fix it.
     """
-    for attr in ("latent_dim", "num_classes", "image_shape", "decode", "sample_latent"):
+    for attr in ATTRIBUTES:
         if not hasattr(gen, attr):
-            raise UserInputError(f"{name}: missing '{attr}'; a generator needs latent_dim, num_classes, "
-                                 "image_shape, decode(z, y) and sample_latent(n, generator=...)")
-    latent_dim, num_classes = int(gen.latent_dim), int(gen.num_classes)  # type: ignore[attr-defined]
-    shape = tuple(int(s) for s in gen.image_shape)  # type: ignore[attr-defined]
-    if latent_dim < 1 or num_classes < 1 or len(shape) != 3:
+            raise UserInputError(f"{name}: missing '{attr}'; a generator needs {CONTRACT}")
+    try:
+        latent_dim, num_classes = int(gen.latent_dim), int(gen.num_classes)  # type: ignore[attr-defined]
+        shape = tuple(int(s) for s in gen.image_shape)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise UserInputError(f"{name}: latent_dim, num_classes and image_shape must be integers; "
+                             f"a generator needs {CONTRACT}") from None
+    if latent_dim < 1 or num_classes < 1 or len(shape) != 3 or min(shape) < 1:
         raise UserInputError(f"{name}: latent_dim={latent_dim}, num_classes={num_classes}, image_shape={shape}; "
                              "need positive sizes and image_shape=(channels, height, width)")
-    was_training = bool(getattr(gen, "training", False))
-    if isinstance(gen, torch.nn.Module):
-        gen.eval()
-    try:
+    with evaluating(gen):
         _check_outputs(gen, n, atol, name, latent_dim, num_classes, shape)
-    finally:
-        if isinstance(gen, torch.nn.Module):
-            gen.train(was_training)
 
 
 def _check_outputs(gen: object, n: int, atol: float, name: str, latent_dim: int, num_classes: int,
                    shape: tuple[int, ...]) -> None:
     """Shapes, range, gradient flow and determinism of decode on a few seeded latents."""
-    device = generator_device(gen) if isinstance(gen, torch.nn.Module) else torch.device("cpu")
-    rng = torch.Generator(device=device).manual_seed(0)
-    z = gen.sample_latent(n, generator=rng, device=device)  # type: ignore[attr-defined]
-    if tuple(z.shape) != (n, latent_dim):
-        raise UserInputError(f"{name}: sample_latent({n}) has shape {tuple(z.shape)}, expected ({n}, {latent_dim})")
+    device = module_device(gen)
+    try:
+        z = draw_latents(gen, n, torch.Generator().manual_seed(0), device)
+    except TypeError as exc:
+        raise UserInputError(f"{name}: sample_latent(n, generator=...) failed ({exc}); the contract is "
+                             f"{CONTRACT}") from None
     y = torch.arange(n, device=device) % num_classes
     z = z.detach().clone().requires_grad_(True)
     x = gen.decode(z, y)  # type: ignore[attr-defined]
-    if tuple(x.shape) != (n, *shape):
-        raise UserInputError(f"{name}: decode returned shape {tuple(x.shape)}, expected {(n, *shape)}; "
-                             "resize inside decode")
+    if not isinstance(x, torch.Tensor) or tuple(x.shape) != (n, *shape):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise UserInputError(f"{name}: decode returned shape {got}, expected {(n, *shape)}; resize inside decode")
     if not torch.isfinite(x).all() or x.min() < -1e-6 or x.max() > 1 + 1e-6:
         raise UserInputError(f"{name}: decode output spans [{x.min().item():.3g}, {x.max().item():.3g}], "
                              "expected [0, 1]; map tanh output with (x + 1) / 2 inside decode")

@@ -25,16 +25,17 @@ from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.generators.acgan import ACGANDiscriminator, ACGANGenerator
 from intrinsic_robustness.generators.fidelity import fidelity_report
 from intrinsic_robustness.generators.images import save_class_grid
-from intrinsic_robustness.generators.load import load_state_strict, save_generator
-from intrinsic_robustness.io import load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.generators.load import save_generator
 from intrinsic_robustness.progress import advance, task
 from intrinsic_robustness.runtime import derive_seed, resolve_device
+from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.weights import load_state_strict, optimizer_tensors, restore_optimizer
 
 log = logging.getLogger(__name__)
 
 TRAINING_FILE = "training.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
-TRAINING_FORMAT = "irob-acgan-training/1"
+TRAINING_FORMAT = "irob-acgan-training/2"
 # Options that define a run: resuming with different values would silently mix two trainings.
 IDENTITY_KEYS = ("dataset", "image_shape", "num_classes", "latent_dim", "batch_size", "lr", "seed", "max_batches",
                  "width", "hidden")
@@ -146,37 +147,13 @@ def _step(gen: nn.Module, disc: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tens
     return torch.stack([d_loss.detach(), g_loss.detach(), real_acc, fake_acc]).cpu()
 
 
-def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], str]:
-    """Optimizer state as named tensors plus its param groups as JSON (safetensors needs no pickle)."""
-    sd = opt.state_dict()
-    tensors = {}
-    for index, state in sd["state"].items():
-        for key, value in state.items():
-            tensors[f"{prefix}.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    return tensors, json.dumps(sd["param_groups"])
-
-
-def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], groups: str) -> None:
-    """Inverse of :func:`flatten_optimizer`."""
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith(prefix + "."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = value
-    param_groups = json.loads(groups)
-    for group in param_groups:
-        if "betas" in group:
-            group["betas"] = tuple(group["betas"])
-    opt.load_state_dict({"state": state, "param_groups": param_groups})
-
-
 def _save_epoch(out: Path, config: dict[str, Any], gen: nn.Module, disc: nn.Module, opt_g: Any, opt_d: Any,
                 history: list[dict[str, Any]]) -> None:
     """Checkpoint first (the resume point), then the loadable generator, the grid and training.json."""
     tensors = {**{f"G.{k}": v for k, v in gen.state_dict().items()},
                **{f"D.{k}": v for k, v in disc.state_dict().items()}}
-    opt_g_tensors, opt_g_groups = flatten_optimizer(opt_g, "optG")
-    opt_d_tensors, opt_d_groups = flatten_optimizer(opt_d, "optD")
+    opt_g_tensors, opt_g_groups = optimizer_tensors(opt_g, "optG")
+    opt_d_tensors, opt_d_groups = optimizer_tensors(opt_d, "optD")
     metadata = {"format": TRAINING_FORMAT, "epoch": str(len(history)), "config": json.dumps(config),
                 "history": json.dumps(history), "optG": opt_g_groups, "optD": opt_d_groups}
     save_tensors(out / CHECKPOINT_FILE, {**tensors, **opt_g_tensors, **opt_d_tensors}, metadata)
@@ -187,7 +164,7 @@ def _save_epoch(out: Path, config: dict[str, Any], gen: nn.Module, disc: nn.Modu
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    from intrinsic_robustness.io import atomic_path
+    from intrinsic_robustness.storage import atomic_path
 
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)

@@ -20,15 +20,41 @@ Where forward mode is unsupported, J v falls back to the double-backward trick, 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.lipschitz.base import Estimator, positive_int
 from intrinsic_robustness.lipschitz.sampling import _quotient, decode_flat
 from intrinsic_robustness.progress import advance, task
 from intrinsic_robustness.runtime import derive_seed, make_generator
 from intrinsic_robustness.threat import normalized_step
 
 FLOOR_FRACTION = 0.05  # ascent keeps ||d|| >= 0.05 r: float32 cancellation makes tiny steps noisy
+
+
+class GradientEstimator(Estimator):
+    """Jacobian power iteration (Lanczos) then projected ascent of the quotient inside the ball."""
+
+    name = "gradient"
+    label = "gradient"
+
+    def __init__(self, power_iters: int = 10, ascent_steps: int = 12, restarts: int = 2,
+                 batch_size: int = 1024) -> None:
+        self.power_iters = positive_int("power_iters", power_iters)
+        self.ascent_steps = positive_int("ascent_steps", ascent_steps, allow_zero=True)
+        self.restarts = positive_int("restarts", restarts, allow_zero=True)
+        self.batch_size = positive_int("batch_size", batch_size)
+
+    def values(self, gen: torch.nn.Module, anchors: torch.Tensor, label: int, radius: float,
+               seed: int) -> tuple[torch.Tensor, int]:
+        return gradient_values(gen, anchors, label, radius, seed, self.batch_size, self.power_iters,
+                               self.ascent_steps, self.restarts)
+
+    def parameters(self) -> dict[str, Any]:
+        return {"power_iters": self.power_iters, "ascent_steps": self.ascent_steps, "restarts": self.restarts,
+                "floor_fraction": FLOOR_FRACTION}
 
 
 def evaluations_per_anchor(power_iters: int, ascent_steps: int, restarts: int,

@@ -11,12 +11,13 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.io import read_json, write_json
+from intrinsic_robustness.storage import read_json, write_json
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class ClassLipschitz:
     @classmethod
     def from_values(cls, label: int, values: torch.Tensor) -> ClassLipschitz:
         """Summarise per-anchor values; percentiles interpolate linearly between order statistics."""
+        import torch
+
         v = values.detach().double().cpu().flatten()
         if v.numel() == 0:
             raise ValueError("no per-anchor values to summarise")
@@ -67,6 +70,7 @@ class LipschitzResult:
     generator_evaluations: int
     seconds: float
     note: str = field(default=NOTE)
+    certified: bool = False
 
     def lipschitz(self, percentile: str = "p99") -> list[float]:
         """The chosen summary for each class, in the order of ``per_class``."""
@@ -78,7 +82,7 @@ class LipschitzResult:
         return {"method": self.method, "radius": self.radius,
                 "per_class": [c.to_dict() for c in self.per_class],
                 "generator_evaluations": int(self.generator_evaluations), "seconds": self.seconds,
-                "parameters": dict(self.parameters), "note": self.note}
+                "parameters": dict(self.parameters), "note": self.note, "certified": self.certified}
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the JSON form atomically."""
@@ -98,7 +102,8 @@ class LipschitzResult:
             return cls(method=str(data["method"]), radius=float(data["radius"]),
                        parameters=dict(data.get("parameters") or {}), per_class=per_class,
                        generator_evaluations=int(data["generator_evaluations"]),
-                       seconds=float(data.get("seconds") or 0.0), note=str(data.get("note") or NOTE))
+                       seconds=float(data.get("seconds") or 0.0), note=str(data.get("note") or NOTE),
+                       certified=bool(data.get("certified", False)))
         except (KeyError, TypeError, ValueError) as exc:
             raise UserInputError(f"{source}: malformed per_class entry ({exc}); "
                                  "regenerate it with 'irob lipschitz'") from None

@@ -1,15 +1,21 @@
-"""The paper's sampling estimator, corrected: directions uniform on the whole sphere, [0,1] output scale.
+"""Sampling estimators: the paper's, as its code ran it, and the corrected one.
 
-For each anchor z the neighbours are z' = z + r U^(1/d) u with u uniform on the unit sphere (the original
-code drew u from the positive orthant only), and the anchor's value is the largest quotient
-||G(z', y) - G(z, y)|| / ||z' - z||. Random directions in high dimension rarely meet the top singular
-direction of the Jacobian, so this is an estimate from below, often a loose one (see ``gradient``).
+For each anchor z the neighbours are z' = z + r U^(1/d) u and the anchor's value is the largest quotient
+||G(z', y) - G(z, y)|| / ||z' - z||. ``sampling`` (corrected) draws u uniform on the whole unit sphere and
+measures on decode's [0, 1] output, the scale eps lives on. ``paper-sampling`` reproduces the paper's code
+(``get_local_lipschitz`` in evansuva/Intrinsic-Rob): u = normalise(U[0,1]^d), directions in the positive
+orthant only, and distances on the [-1, 1] tanh output, i.e. twice the [0, 1] distances. Random directions
+in high dimension rarely meet the top singular direction of the Jacobian, so both are estimates from
+below, often loose ones (see ``gradient``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from intrinsic_robustness.lipschitz.base import Estimator, positive_int
 from intrinsic_robustness.progress import advance, task
 from intrinsic_robustness.runtime import derive_seed, make_generator
 from intrinsic_robustness.threat import uniform_ball
@@ -21,6 +27,44 @@ def decode_flat(gen: torch.nn.Module, z: torch.Tensor, label: int) -> torch.Tens
     return gen.decode(z, y).flatten(1)  # type: ignore[operator]
 
 
+class SamplingEstimator(Estimator):
+    """The paper's estimator, corrected: ``neighbors`` neighbours uniform in the ball, [0, 1] output scale."""
+
+    name = "sampling"
+    label = "sampled (corrected)"
+    scale = 1.0
+
+    def __init__(self, neighbors: int = 2000, batch_size: int = 1024) -> None:
+        self.neighbors = positive_int("neighbors", neighbors)
+        self.batch_size = positive_int("batch_size", batch_size)
+
+    def offsets(self, seed: int, label: int, index: int, latent_dim: int, radius: float) -> torch.Tensor:
+        return neighbor_offsets(seed, label, index, self.neighbors, latent_dim, radius)
+
+    def values(self, gen: torch.nn.Module, anchors: torch.Tensor, label: int, radius: float,
+               seed: int) -> tuple[torch.Tensor, int]:
+        values, used = sampling_values(gen, anchors, label, radius, self, seed)
+        return values * self.scale, used
+
+    def parameters(self) -> dict[str, Any]:
+        return {"neighbors": self.neighbors}
+
+
+class PaperSamplingEstimator(SamplingEstimator):
+    """The paper's code as it ran: positive-orthant directions, distances on the [-1, 1] tanh output."""
+
+    name = "paper-sampling"
+    label = "sampled (paper's code)"
+    scale = 2.0
+
+    def offsets(self, seed: int, label: int, index: int, latent_dim: int, radius: float) -> torch.Tensor:
+        return orthant_offsets(seed, label, index, self.neighbors, latent_dim, radius)
+
+    def parameters(self) -> dict[str, Any]:
+        return {"neighbors": self.neighbors, "directions": "normalise(U[0,1]^d): positive orthant",
+                "output_scale": "[-1, 1] (2 x decode's [0, 1])"}
+
+
 def neighbor_offsets(seed: int, label: int, index: int, neighbors: int, latent_dim: int,
                      radius: float) -> torch.Tensor:
     """Offsets of one anchor's neighbours, uniform in the radius-r ball (drawn on CPU: device-independent)."""
@@ -28,8 +72,18 @@ def neighbor_offsets(seed: int, label: int, index: int, neighbors: int, latent_d
     return uniform_ball((neighbors, latent_dim), radius, generator=rng, device="cpu")
 
 
-def sampling_values(gen: torch.nn.Module, anchors: torch.Tensor, label: int, radius: float, neighbors: int,
-                    seed: int, batch_size: int) -> tuple[torch.Tensor, int]:
+def orthant_offsets(seed: int, label: int, index: int, neighbors: int, latent_dim: int,
+                    radius: float) -> torch.Tensor:
+    """The paper's neighbours: direction normalise(U[0,1]^d), radius r U^(1/d) (CPU draws)."""
+    rng = make_generator(derive_seed(seed, "paper-neighbors", label, index))
+    direction = torch.rand(neighbors, latent_dim, generator=rng)
+    direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    u = torch.rand(neighbors, generator=rng) + 1e-12
+    return direction * (radius * u.pow(1.0 / latent_dim))[:, None]
+
+
+def sampling_values(gen: torch.nn.Module, anchors: torch.Tensor, label: int, radius: float,
+                    estimator: SamplingEstimator, seed: int) -> tuple[torch.Tensor, int]:
     """Per-anchor maxima of the difference quotient over ``neighbors`` random neighbours.
 
     Work is a stream of (anchor, neighbour) pairs decoded ``batch_size`` at a time, so memory stays bounded
@@ -37,6 +91,7 @@ def sampling_values(gen: torch.nn.Module, anchors: torch.Tensor, label: int, rad
     Returns the values and the number of generator evaluations (one per decoded latent).
     """
     n, latent_dim = anchors.shape
+    neighbors, batch_size = estimator.neighbors, estimator.batch_size
     device = anchors.device
     values = torch.zeros(n, dtype=torch.float32, device=device)
     per_chunk = max(1, batch_size // neighbors)
@@ -45,7 +100,7 @@ def sampling_values(gen: torch.nn.Module, anchors: torch.Tensor, label: int, rad
         for start in range(0, n, per_chunk):
             idx = torch.arange(start, min(n, start + per_chunk), device=device)
             base = decode_flat(gen, anchors[idx], label)
-            offsets = torch.cat([neighbor_offsets(seed, label, int(i), neighbors, latent_dim, radius)
+            offsets = torch.cat([estimator.offsets(seed, label, int(i), latent_dim, radius)
                                  for i in idx.tolist()]).to(device=device, dtype=anchors.dtype)
             owner = torch.arange(len(idx), device=device).repeat_interleave(neighbors)
             for lo in range(0, offsets.shape[0], batch_size):

@@ -23,6 +23,9 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.modes import evaluating
+from intrinsic_robustness.registry import Registry
+from intrinsic_robustness.runtime import module_device
 
 
 def _shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -118,14 +121,28 @@ def linear(num_classes: int = 10, image_shape: Sequence[int] = (1, 28, 28)) -> n
     return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
 
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "wk-small": wk_small, "small-cnn": small_cnn, "big-cnn": big_cnn, "mlp-tiny": mlp_tiny, "linear": linear,
-}
+def fidelity_cnn(num_classes: int = 10, image_shape: Sequence[int] = (1, 28, 28)) -> nn.Sequential:
+    """The reference classifier behind the fidelity figure: two conv/pool blocks and a 128-unit layer."""
+    c, h, w = _shape(image_shape)
+    return nn.Sequential(
+        nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * (h // 4) * (w // 4), 128), nn.ReLU(), nn.Linear(128, num_classes),
+    )
+
+
+ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("architecture")
+ARCHITECTURES.register("wk-small", wk_small, certifiable=True)
+ARCHITECTURES.register("small-cnn", small_cnn, certifiable=False)
+ARCHITECTURES.register("big-cnn", big_cnn, certifiable=True)
+ARCHITECTURES.register("mlp-tiny", mlp_tiny, certifiable=True)
+ARCHITECTURES.register("linear", linear, certifiable=True)
+ARCHITECTURES.register("fidelity-cnn", fidelity_cnn, certifiable=False)
 
 
 def _call_factory(spec: str, num_classes: int, image_shape: Sequence[int]) -> nn.Module:
     """Call a user factory, passing ``num_classes``/``image_shape`` only where its signature takes them."""
-    from intrinsic_robustness.generators.external import resolve_factory
+    from intrinsic_robustness.plugins import resolve_factory
 
     factory = resolve_factory(spec, "arch")
     try:
@@ -145,19 +162,12 @@ def check_classifier(model: object, num_classes: int, image_shape: Sequence[int]
     """Check ``model`` is an nn.Module mapping one image of ``image_shape`` to ``num_classes`` logits."""
     if not isinstance(model, nn.Module):
         raise UserInputError(f"{what}: expected a torch.nn.Module, got {type(model).__name__}")
-    was_training = [m.training for m in model.modules()]
-    model.eval()
     try:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-        with torch.no_grad():
-            out = model(torch.full((1, *image_shape), 0.5, device=device))
-    except Exception as exc:  # a user network may raise anything on a wrong shape
+        with evaluating(model), torch.no_grad():
+            out = model(torch.full((1, *image_shape), 0.5, device=module_device(model)))
+    except Exception as exc:  # noqa: BLE001 - a user network may raise anything on a wrong shape
         raise UserInputError(f"{what}: forward on a 1x{'x'.join(map(str, image_shape))} image failed "
                              f"({' '.join(str(exc).split())})") from None
-    finally:
-        for m, flag in zip(model.modules(), was_training, strict=True):
-            m.training = flag
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, int(num_classes)):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UserInputError(f"{what}: returned {shape} for one image, expected logits of shape (1, {num_classes})")
@@ -170,10 +180,10 @@ def build_architecture(name: str, num_classes: int, image_shape: Sequence[int]) 
     if int(num_classes) < 2:
         raise UserInputError(f"num_classes {num_classes}: a classifier needs at least 2 classes")
     if name in ARCHITECTURES:
-        model = ARCHITECTURES[name](num_classes=int(num_classes), image_shape=shape)
+        model = ARCHITECTURES.get(name)(num_classes=int(num_classes), image_shape=shape)
     elif ":" in name:
         model = _call_factory(name, num_classes, shape)
     else:
-        raise UserInputError(f"--arch {name!r}: unknown; use one of {', '.join(ARCHITECTURES)} "
+        raise UserInputError(f"--arch {name!r}: unknown; use one of {', '.join(ARCHITECTURES.names())} "
                              "or 'package.module:factory'")
     return check_classifier(model, num_classes, shape, f"arch {name!r}")

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.io import load_tensors, read_json, save_tensors, write_json
 from intrinsic_robustness.models.architectures import build_architecture
+from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, write_json
 from intrinsic_robustness.weights import load_state_strict, read_weights
 
 FORMAT = "irob-classifier/1"
@@ -66,7 +66,7 @@ def load_classifier(spec: str | os.PathLike[str], device: str | torch.device = "
 
     ``weights`` (optional) replaces the weights: safetensors, or a foreign weights-only state dict.
     """
-    from intrinsic_robustness.generators.external import build_from_factory, is_factory_spec
+    from intrinsic_robustness.plugins import build_from_factory, is_factory_spec
 
     text = os.fspath(spec)
     path = Path(text)

@@ -11,40 +11,32 @@ import os
 from pathlib import Path
 from typing import Any
 
-from intrinsic_robustness.io import atomic_path, write_json, write_text
+from intrinsic_robustness.pipeline.layout import RunLayout
+from intrinsic_robustness.storage import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
 
-def _figures(run_dir: Path, report: dict[str, Any], settings: dict[str, Any]) -> dict[str, bytes]:
-    from intrinsic_robustness.report import plots
+def _figures(layout: RunLayout, report: dict[str, Any], settings: dict[str, Any]) -> dict[str, bytes]:
+    """Every registered figure that has something to show, as PNG bytes, in registry order."""
+    from intrinsic_robustness.report.plots import FIGURES
 
-    images: dict[str, bytes | None] = {}
-    evaluated = [c for c in report["classifiers"] if not c.get("missing")]
-    if evaluated and report["lipschitz"]:
-        images["bound_vs_risk"] = plots.bound_vs_risk(report)
-    if evaluated:
-        images["robust_vs_eps"] = plots.robust_vs_eps(report)
-    if report["lipschitz"]:
-        images["lipschitz"] = plots.lipschitz_per_class(report)
-    if report["num_classes"]:
-        images["samples"] = plots.samples(run_dir, settings["samples_per_class"], report["num_classes"])
-    images["adversarial"] = plots.adversarial(run_dir, report, settings["adversarial_examples"])
+    images = {name: FIGURES.get(name)(report, layout, settings) for name in FIGURES.names()}
     return {k: v for k, v in images.items() if v is not None}
 
 
 def write_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Write the report of ``run_dir`` into ``out`` (default ``RUN_DIR/report``); return the paths."""
-    from intrinsic_robustness.io import read_json
     from intrinsic_robustness.report.data import collect
     from intrinsic_robustness.report.flags import all_flags
     from intrinsic_robustness.report.render import html_page, markdown
+    from intrinsic_robustness.storage import read_json
 
-    run_dir = Path(run_dir)
-    out_dir = Path(out) if out is not None else run_dir / "report"
-    settings = read_json(run_dir / "config.json")["report"] if (run_dir / "config.json").is_file() else {}
-    report = collect(run_dir)
+    layout = RunLayout(Path(run_dir))
+    out_dir = Path(out) if out is not None else layout.report_dir
+    settings = read_json(layout.config_file)["report"] if layout.config_file.is_file() else {}
+    report = collect(layout.root)
     report["flags"] = all_flags(report, settings.get("tolerance", 0.0))
-    images = _figures(run_dir, report, settings)
+    images = _figures(layout, report, settings)
     paths: dict[str, Path] = {}
     files: dict[str, str] = {}
     for name, png in images.items():

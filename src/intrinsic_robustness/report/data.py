@@ -13,24 +13,31 @@ from typing import Any
 
 import numpy as np
 
-from intrinsic_robustness.config import THREATS
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.io import read_json
+from intrinsic_robustness.pipeline.layout import RunLayout
+from intrinsic_robustness.storage import read_json
+from intrinsic_robustness.threat import THREATS, eps_key
 
 FORMAT = "irob-report/1"
 RISK_POINTS = 101
+
+
+def norms_array(norms: list[float | None]) -> np.ndarray:
+    """Per-example minimal norms from report/evaluation JSON as floats (null = nothing found = +inf)."""
+    return np.array([np.inf if v is None else v for v in norms], dtype=float)
 
 
 def _by_eps(table: dict[str, Any] | None) -> dict[float, float]:
     return {float(k): float(v) for k, v in (table or {}).items() if v is not None}
 
 
-def _load_lipschitz(run_dir: Path, methods: list[str], percentile: str) -> dict[str, Any]:
+def _load_lipschitz(layout: RunLayout, methods: list[str], percentile: str) -> dict[str, Any]:
+    from intrinsic_robustness.bound import side_condition_limit
     from intrinsic_robustness.lipschitz.result import LipschitzResult, bound_inputs
 
     out = {}
     for method in methods:
-        path = run_dir / "lipschitz" / f"{method}.json"
+        path = layout.lipschitz_file(method)
         if not path.is_file():
             continue
         result = LipschitzResult.load(path)
@@ -40,7 +47,7 @@ def _load_lipschitz(run_dir: Path, methods: list[str], percentile: str) -> dict[
             "lipschitz": lips,
             "slack": [slack] * len(lips) if not isinstance(slack, list) else slack,
             "radius": radius,
-            "max_eps": min(lips) * radius,
+            "max_eps": side_condition_limit(lips, radius),
             "values": [list(c.values) for c in result.per_class],
             "generator_evaluations": result.generator_evaluations,
             "note": result.note,
@@ -48,15 +55,15 @@ def _load_lipschitz(run_dir: Path, methods: list[str], percentile: str) -> dict[
     return out
 
 
-def _generator_info(run_dir: Path) -> dict[str, Any]:
+def _generator_info(layout: RunLayout) -> dict[str, Any]:
     """What the generator stage saved about itself, including its fidelity if training measured it."""
     info: dict[str, Any] = {"fidelity": None, "real_test_accuracy": None}
-    gdir = run_dir / "generator"
+    gdir = layout.generator_dir
     if (gdir / "generator.json").is_file():
         saved = read_json(gdir / "generator.json")
         info.update({k: saved.get(k) for k in ("architecture", "latent_dim", "num_classes", "image_shape")})
-    if (gdir / "training.json").is_file():
-        training = read_json(gdir / "training.json")
+    if layout.generator_training.is_file():
+        training = read_json(layout.generator_training)
         fid = training.get("fidelity") or {}
         info["fidelity"] = fid.get("generated_accuracy")
         info["real_test_accuracy"] = fid.get("real_test_accuracy")
@@ -67,8 +74,8 @@ def _generator_info(run_dir: Path) -> dict[str, Any]:
     return info
 
 
-def _eval(run_dir: Path, name: str, threat: str) -> dict[str, Any] | None:
-    path = run_dir / "eval" / name / f"{threat}.json"
+def _eval(layout: RunLayout, name: str, threat: str) -> dict[str, Any] | None:
+    path = layout.eval_file(name, threat)
     return read_json(path) if path.is_file() else None
 
 
@@ -86,7 +93,7 @@ def _bounds(
     errors = np.asarray(entry["class_errors"], dtype=float)
     for method, lip in lipschitz.items():
         values = classifier_bound(errors, eps, lip["lipschitz"], priors=priors, slack=lip["slack"])
-        t1[method] = {_k(e): float(v) for e, v in zip(eps, np.atleast_1d(values), strict=True)}
+        t1[method] = {eps_key(e): float(v) for e, v in zip(eps, np.atleast_1d(values), strict=True)}
         t2[method] = {}
         for cond in conditions:
             v = intrinsic_robustness(
@@ -98,17 +105,13 @@ def _bounds(
                 slack=lip["slack"],
                 num_classes=len(priors),
             )
-            t2[method][cond] = {_k(e): float(x) for e, x in zip(eps, np.atleast_1d(v), strict=True)}
+            t2[method][cond] = {eps_key(e): float(x) for e, x in zip(eps, np.atleast_1d(v), strict=True)}
     return {"bound": t1, "intrinsic_at_error": t2}
 
 
-def _k(eps: float) -> str:
-    return f"{float(eps):g}"
-
-
-def _classifier(run_dir: Path, cfg: dict[str, Any], eps: np.ndarray) -> dict[str, Any]:
+def _classifier(layout: RunLayout, cfg: dict[str, Any], eps: np.ndarray) -> dict[str, Any]:
     name = cfg["name"]
-    evals = {t: _eval(run_dir, name, t) for t in THREATS}
+    evals = {t: _eval(layout, name, t) for t in THREATS}
     evals = {t: e for t, e in evals.items() if e is not None}
     entry: dict[str, Any] = {
         "name": name,
@@ -125,44 +128,42 @@ def _classifier(run_dir: Path, cfg: dict[str, Any], eps: np.ndarray) -> dict[str
     entry["natural_accuracy"] = 1.0 - entry["natural_error"]
     entry["class_errors"] = [None if v is None else float(v) for v in first["class_errors"]]
     entry["robust_accuracy"] = {
-        t: {_k(k): v for k, v in _by_eps(e.get("robust_accuracy")).items()} for t, e in evals.items()
+        t: {eps_key(k): v for k, v in _by_eps(e.get("robust_accuracy")).items()} for t, e in evals.items()
     }
     entry["attacks"] = {t: e.get("attacks") for t, e in evals.items()}
-    entry["per_attack"] = _per_attack(run_dir, name)
+    entry["per_attack"] = _per_attack(layout, name)
     cert = [e.get("certified_accuracy") for e in evals.values() if e.get("certified_accuracy")]
-    entry["certified_accuracy"] = {_k(k): v for k, v in _by_eps(cert[0]).items()} if cert else None
+    entry["certified_accuracy"] = {eps_key(k): v for k, v in _by_eps(cert[0]).items()} if cert else None
     entry["min_norms"] = {t: e.get("min_norms", []) for t, e in evals.items()}
     entry["seconds"] = {t: e.get("seconds") for t, e in evals.items()}
     entry["curve_eps"] = [float(e) for e in eps]
     return entry
 
 
-def _per_attack(run_dir: Path, name: str) -> dict[str, Any]:
+def _per_attack(layout: RunLayout, name: str) -> dict[str, Any]:
     """Robust accuracy of each attack run alone (``evaluation.compare_attacks``), keyed by threat."""
     table: dict[str, Any] = {}
-    for path in sorted((run_dir / "eval" / name).glob("attack-*.json")):
+    for attack, path in layout.compare_files(name):
         data = read_json(path)
-        attack = path.stem.removeprefix("attack-")
-        acc = {_k(k): v for k, v in _by_eps(data.get("robust_accuracy")).items()}
+        acc = {eps_key(k): v for k, v in _by_eps(data.get("robust_accuracy")).items()}
         table.setdefault(data.get("threat", "unconstrained"), {})[attack] = acc
     return table
 
 
 def collect(run_dir: str | Path) -> dict[str, Any]:
     """The report as one JSON-able dict (without flags; see :mod:`.flags`)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise UserInputError(f"{run_dir}: no config.json; pass a run directory written by 'irob run'")
-    config = read_json(run_dir / "config.json")
-    meta = read_json(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else {}
-    manifest_path = run_dir / "dataset" / "manifest.json"
-    manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+    layout = RunLayout(Path(run_dir))
+    if not layout.config_file.is_file():
+        raise UserInputError(f"{layout.root}: no config.json; pass a run directory written by 'irob run'")
+    config = read_json(layout.config_file)
+    meta = read_json(layout.meta_file) if layout.meta_file.is_file() else {}
+    manifest = read_json(layout.manifest_file) if layout.manifest_file.is_file() else {}
     rep = config["report"]
     eps = np.array(sorted(config["evaluation"]["eps"]), dtype=float)
-    lipschitz = _load_lipschitz(run_dir, config["lipschitz"]["methods"], config["lipschitz"]["percentile"])
+    lipschitz = _load_lipschitz(layout, config["lipschitz"]["methods"], config["lipschitz"]["percentile"])
     k = int(manifest.get("num_classes", 0)) or (len(next(iter(lipschitz.values()))["lipschitz"]) if lipschitz else 0)
     priors = manifest.get("priors") or ([1.0 / k] * k if k else [])
-    classifiers = [_classifier(run_dir, c, eps) for c in config["classifiers"]]
+    classifiers = [_classifier(layout, c, eps) for c in config["classifiers"]]
     for entry in classifiers:
         if not entry.get("missing") and None in entry["class_errors"]:
             entry["bound_note"] = "a class has no test examples: T1 needs every class's error; raise evaluation.n"
@@ -176,7 +177,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
         "run": {
             "name": config["run"]["name"],
             "seed": config["run"]["seed"],
-            "device": config["run"]["device"],
+            "device": _device(meta, config),
+            "machine": meta.get("machine", {}),
             "created": meta.get("created"),
             "versions": meta.get("versions", {}),
         },
@@ -189,7 +191,7 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             "image_shape": manifest.get("image_shape"),
         },
         "generator": {
-            **_generator_info(run_dir),
+            **_generator_info(layout),
             "source": config["generator"]["source"],
             "min_fidelity": config["generator"]["min_fidelity"],
         },
@@ -198,6 +200,12 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
         "classifiers": classifiers,
         "stages": {n: r.get("seconds") for n, r in meta.get("stages", {}).items()},
     }
+
+
+def _device(meta: dict[str, Any], config: dict[str, Any]) -> str:
+    """The device that ran (meta.json's resolved device; the config's request for runs before it was kept)."""
+    recorded = meta.get("device")
+    return recorded.get("resolved", config["run"]["device"]) if isinstance(recorded, dict) else config["run"]["device"]
 
 
 def _gaps(entry: dict[str, Any]) -> dict[str, Any]:
@@ -222,7 +230,7 @@ def _intrinsic_curves(
         curves[method] = {}
         for cond in conditions:
             curves[method][cond] = {
-                _k(e): [
+                eps_key(e): [
                     float(v)
                     for v in np.atleast_1d(
                         intrinsic_robustness(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
+
+from intrinsic_robustness.report.data import norms_array
 
 WEAK_PAIRS = (("autoattack", "pgd"),)
 
@@ -43,8 +44,7 @@ def norm_order(report: dict[str, Any]) -> list[dict[str, Any]]:
         norms = c.get("min_norms") or {}
         if "unconstrained" not in norms or "in-distribution" not in norms:
             continue
-        unc = np.array([math.inf if v is None else v for v in norms["unconstrained"]], dtype=float)
-        ind = np.array([math.inf if v is None else v for v in norms["in-distribution"]], dtype=float)
+        unc, ind = norms_array(norms["unconstrained"]), norms_array(norms["in-distribution"])
         if unc.shape != ind.shape or unc.size == 0:
             continue
         bad = ind < unc - 1e-6

@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from intrinsic_robustness.config import THREATS
+from intrinsic_robustness.pipeline.layout import RunLayout
+from intrinsic_robustness.registry import Registry
+from intrinsic_robustness.report.data import norms_array
+from intrinsic_robustness.threat import NORM_TOL, THREATS
 
 MARKERS = {"unconstrained": "o", "in-distribution": "s", "certified": "^"}
 LINESTYLES = {"per_class": "-", "overall": "--"}
@@ -127,8 +130,9 @@ def robust_vs_eps(report: dict[str, Any]) -> bytes:
     fig, axes = plt.subplots(1, len(classifiers), figsize=(4.2 * len(classifiers), 3.5), squeeze=False)
     for ax, c in zip(axes.flat, classifiers, strict=True):
         for threat, norms in c["min_norms"].items():
-            arr = np.array([math.inf if v is None else v for v in norms], dtype=float)
-            line = ax.plot(grid, (arr[None, :] > grid[:, None]).mean(1), label=f"{threat} (min norms)")[0]
+            arr = norms_array(norms)
+            robust = (arr[None, :] > grid[:, None] + NORM_TOL).mean(1)
+            line = ax.plot(grid, robust, label=f"{threat} (min norms)")[0]
             pts = c["robust_accuracy"].get(threat, {})
             ax.scatter(
                 [float(k) for k in pts],
@@ -207,13 +211,13 @@ def _show(ax: Any, img: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def samples(run_dir: Path, per_class: int, num_classes: int) -> bytes | None:
+def samples(layout: RunLayout, per_class: int, num_classes: int) -> bytes | None:
     """Figure 4a: generated test images, one row per class."""
     from intrinsic_robustness.data.synthetic import load_dataset
 
-    if not (run_dir / "dataset" / "manifest.json").is_file():
+    if not layout.manifest_file.is_file():
         return None
-    data = load_dataset(run_dir / "dataset", split="test")
+    data = load_dataset(layout.dataset_dir, split="test")
     plt = _plt()
     fig, axes = plt.subplots(num_classes, per_class, figsize=(0.75 * per_class, 0.75 * num_classes), squeeze=False)
     for y in range(num_classes):
@@ -227,7 +231,7 @@ def samples(run_dir: Path, per_class: int, num_classes: int) -> bytes | None:
 
 def _examples(path: Path, k: int) -> dict[str, Any] | None:
     """Up to ``k`` successful adversarial examples among those evaluation kept (it keeps the first few)."""
-    from intrinsic_robustness.io import load_tensors
+    from intrinsic_robustness.storage import load_tensors
 
     if not path.is_file():
         return None
@@ -243,12 +247,14 @@ def _examples(path: Path, k: int) -> dict[str, Any] | None:
     return {"x": t["x"][idx], "x_adv": t["x_adv"][idx], "norms": norms[idx]}
 
 
-def adversarial(run_dir: Path, report: dict[str, Any], k: int) -> bytes | None:
+def adversarial(layout: RunLayout, report: dict[str, Any], k: int) -> bytes | None:
     """Figure 4b: stored adversarial examples (both threats) under their originals, with their norms."""
+    from intrinsic_robustness.evaluation.store import outputs_for
+
     rows = []
     for c in report["classifiers"]:
         for threat in THREATS:
-            found = _examples(run_dir / "eval" / c["name"] / f"{threat}.safetensors", k)
+            found = _examples(outputs_for(layout.eval_file(c["name"], threat))[1], k)
             if found is not None:
                 rows.append((c["name"], threat, found))
     if not rows or k == 0:
@@ -269,3 +275,44 @@ def adversarial(run_dir: Path, report: dict[str, Any], k: int) -> bytes | None:
             axes[2 * r + 1, j].set_title(f"{float(t['norms'][j]):.2f}", fontsize=7)
     fig.tight_layout()
     return _png(fig)
+
+
+# The report's figures, in the order they appear: name -> function(report, layout, settings) -> PNG or None.
+FIGURES: Registry[Any] = Registry("report figure")
+
+
+def _evaluated(report: dict[str, Any]) -> bool:
+    return any(not c.get("missing") for c in report["classifiers"])
+
+
+FIGURES.register(
+    "bound_vs_risk",
+    lambda r, lay, s: bound_vs_risk(r) if _evaluated(r) and r["lipschitz"] else None,
+    caption="Intrinsic-robustness bound against risk at each eps (solid: every class's error >= risk, T2; "
+    "dashed: only the overall risk >= risk, exact worst case). Markers: each classifier at its natural error "
+    "with its measured robust accuracy (circle unconstrained, square in-distribution, triangle certified) and "
+    "its own T1 bound (star).",
+)
+FIGURES.register(
+    "robust_vs_eps",
+    lambda r, lay, s: robust_vs_eps(r) if _evaluated(r) else None,
+    caption="Robust accuracy against eps per classifier (lines from per-example minimal norms, markers at the "
+    "evaluated eps), with the classifier's T1 bound as a function of eps (dashed).",
+)
+FIGURES.register(
+    "lipschitz",
+    lambda r, lay, s: lipschitz_per_class(r) if r["lipschitz"] else None,
+    caption="Per-anchor local Lipschitz values per class and method (estimates from below unless the method "
+    "is certified); the bar marks the percentile the bounds use.",
+)
+FIGURES.register(
+    "samples",
+    lambda r, lay, s: samples(lay, s.get("samples_per_class", 8), r["num_classes"]) if r["num_classes"] else None,
+    caption="Generated test images, one row per class.",
+)
+FIGURES.register(
+    "adversarial",
+    lambda r, lay, s: adversarial(lay, r, s.get("adversarial_examples", 6)),
+    caption="Adversarial examples (lower row, L2 norm above each) under their originals, for each classifier "
+    "and threat model.",
+)

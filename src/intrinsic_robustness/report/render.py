@@ -6,21 +6,11 @@ import base64
 import html
 from typing import Any
 
-CAPTIONS = {
-    "bound_vs_risk": "Intrinsic-robustness bound against risk at each eps (solid: every class's error >= "
-    "risk, "
-    "T2; dashed: only the overall risk >= risk, exact worst case). Markers: each classifier at "
-    "its natural error with its measured robust accuracy (circle unconstrained, square "
-    "in-distribution, triangle certified) and its own T1 bound (star).",
-    "robust_vs_eps": "Robust accuracy against eps per classifier (lines from per-example minimal norms, "
-    "markers "
-    "at the evaluated eps), with the classifier's T1 bound as a function of eps (dashed).",
-    "lipschitz": "Per-anchor local Lipschitz estimates per class and method (estimates from below); the bar "
-    "marks the percentile the bounds use.",
-    "samples": "Generated test images, one row per class.",
-    "adversarial": "Adversarial examples (lower row, L2 norm above each) under their originals, for each "
-    "classifier and threat model.",
-}
+
+def _caption(name: str) -> str:
+    from intrinsic_robustness.report.plots import FIGURES
+
+    return FIGURES.info(name).get("caption", "") if name in FIGURES else ""
 
 
 def _f(value: Any) -> str:
@@ -97,7 +87,7 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
         out += ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", "## Figures", ""]
     for name, file in figures.items():
-        out += [f"![{name}]({file})", "", CAPTIONS.get(name, ""), ""]
+        out += [f"![{name}]({file})", "", _caption(name), ""]
     return "\n".join(out) + "\n"
 
 
@@ -144,7 +134,7 @@ def html_page(report: dict[str, Any], images: dict[str, bytes]) -> str:
         data = base64.b64encode(png).decode("ascii")
         parts.append(
             f"<figure><img alt='{esc(name)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{esc(CAPTIONS.get(name, ''))}</figcaption></figure>"
+            f"<figcaption>{esc(_caption(name))}</figcaption></figure>"
         )
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -9,7 +9,6 @@ so a run resumed from its checkpoint ends with the same weights as an uninterrup
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,13 +21,14 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.io import read_json, write_json, write_text
+from intrinsic_robustness.hashing import canonical_hash
 from intrinsic_robustness.models import build_architecture, save_classifier
 from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.progress import advance, task
 from intrinsic_robustness.runtime import derive_seed, make_generator, resolve_device
+from intrinsic_robustness.storage import read_json, write_json, write_text
 from intrinsic_robustness.training.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from intrinsic_robustness.training.objectives import OBJECTIVES, pgd_l2
+from intrinsic_robustness.training.objectives import METHODS, pgd_l2
 from intrinsic_robustness.training.schedule import Recipe, eps_at, lr_at, paper_recipe, scaled_ramp
 
 log = logging.getLogger(__name__)
@@ -102,14 +102,10 @@ def _prepare_out(out: Path, settings: dict[str, Any], force: bool) -> bool:
     return True
 
 
-def _fingerprint(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                recipe: Recipe, epoch: int, seed: int, handle: object) -> float:
     """One pass over (x, y) in a seeded order; returns the mean training objective."""
-    objective = OBJECTIVES[recipe.method]
+    objective = METHODS.get(recipe.method)
     eps = eps_at(epoch, recipe)
     for group in opt.param_groups:
         group["lr"] = lr_at(epoch, recipe.epochs, recipe.lr)
@@ -181,7 +177,7 @@ def _settings(recipe: Recipe, seed: int, holdout: int, eval_eps: float | None, e
     settings = {"recipe": recipe.to_dict(), "seed": int(seed), "holdout": holdout, "eval_eps": eval_eps,
                 "eval_steps": int(eval_steps), "n": len(y), "num_classes": num_classes,
                 "image_shape": list(x.shape[1:]), "data_checksum": float(x.double().sum()) + float(y.sum())}
-    settings["fingerprint"] = _fingerprint(settings)
+    settings["fingerprint"] = canonical_hash(settings)[:16]
     return settings
 
 

@@ -9,14 +9,18 @@ adversarial search. The L2 geometry (normalised steps, projection, uniform rando
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from intrinsic_robustness.modes import frozen
+from intrinsic_robustness.registry import Registry
 from intrinsic_robustness.threat import clip_box, normalized_step, project_l2, uniform_ball
-from intrinsic_robustness.training.schedule import Recipe
+
+if TYPE_CHECKING:
+    from intrinsic_robustness.training.schedule import Recipe
 
 
 def _ascend(model: nn.Module, x: torch.Tensor, start: torch.Tensor, eps: float, num_steps: int,
@@ -84,6 +88,10 @@ def certified_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: R
     return dual_bound_loss(model, x, y, float(eps), proj=recipe.proj, generator=generator)
 
 
-OBJECTIVES: dict[str, Callable[..., torch.Tensor]] = {
-    "standard": standard_loss, "pgd": pgd_loss, "trades": trades_loss, "certified": certified_loss,
-}
+# The training methods: a new one is an objective function above and one registration here (plus its
+# paper recipe in ``schedule.paper_recipe``).
+METHODS: Registry[Callable[..., torch.Tensor]] = Registry("training method")
+METHODS.register("standard", standard_loss, label="standard", adversarial=False)
+METHODS.register("pgd", pgd_loss, label="PGD adversarial training", adversarial=True)
+METHODS.register("trades", trades_loss, label="TRADES", adversarial=True)
+METHODS.register("certified", certified_loss, label="certified (LP dual)", adversarial=True)

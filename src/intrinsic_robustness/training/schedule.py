@@ -15,9 +15,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from intrinsic_robustness.errors import UserInputError
-
-METHODS = ("standard", "pgd", "trades", "certified")
 LR_MILESTONES = ((0.5, 0.1), (0.75, 0.01), (0.9, 0.001))
 
 
@@ -52,8 +49,9 @@ def is_large_image(image_shape: Sequence[int]) -> bool:
 
 def paper_recipe(method: str, image_shape: Sequence[int]) -> Recipe:
     """The paper's defaults for ``method`` on images of ``image_shape`` (C, H, W)."""
-    if method not in METHODS:
-        raise UserInputError(f"--method {method!r}: use one of {', '.join(METHODS)}")
+    from intrinsic_robustness.training.objectives import METHODS
+
+    method = METHODS.canonical(method)
     attack = {"eps": 3.0, "step_size": 0.5, "num_steps": 40}
     if method == "certified":  # the paper's certified recipe is the same at every image size
         return Recipe(method, "wk-small", 60, 50, "adam", 1e-3, eps=2.0, eps_start=0.05, ramp_epochs=20, proj=50)

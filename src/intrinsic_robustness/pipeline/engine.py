@@ -1,18 +1,17 @@
-"""Run directories and the stage engine: skip what is done and unchanged, redo what changed, resume the rest.
+"""The stage engine: skip what is done and unchanged, redo what changed, resume the rest.
 
-A run directory holds ``config.json`` (the resolved config), ``meta.json`` (package versions, seed, and
-one record per stage) and one output location per stage. Each stage has a *key*: the hash of its own
-config section together with the *fingerprints* (content hashes of the outputs) of the stages it reads.
-A stage is skipped when its record says ``done`` with the same key and its outputs still exist. The
-record turns ``done`` only after the stage's outputs are in place (the stage writes them atomically), so
-a run killed mid-stage leaves that stage ``running``: the rerun calls it again with ``fresh=False`` and
-the stage resumes from whatever checkpoints its library function keeps.
+A run directory (paths in :mod:`.layout`) holds ``config.json`` (the resolved config), ``meta.json``
+(package versions, machine, seed, device, and one record per stage) and one output location per stage.
+Each stage has a *key*: the hash of its own config section together with the *fingerprints* (content
+hashes of the outputs) of the stages it reads. A stage is skipped when its record says ``done`` with the
+same key and its outputs still exist. The record turns ``done`` only after the stage's outputs are in
+place (the stage writes them atomically), so a run killed mid-stage leaves that stage ``running``: the
+rerun calls it again with ``fresh=False`` and the stage resumes from whatever checkpoints its library
+function keeps.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import platform
@@ -24,19 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.io import file_sha256, read_json, write_json
+from intrinsic_robustness.hashing import canonical_hash, file_sha256
+from intrinsic_robustness.pipeline.layout import RunLayout
 from intrinsic_robustness.progress import advance, task
+from intrinsic_robustness.storage import read_json, write_json
 
 log = logging.getLogger(__name__)
 
 META_FORMAT = "irob-run/1"
-STAGE_ORDER = ("generator", "lipschitz", "dataset", "classifiers", "evaluation", "report")
-
-
-def canonical_hash(data: Any) -> str:
-    """sha256 of canonical JSON (sorted keys, no spaces): equal data, equal hash."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -63,6 +57,10 @@ class StageContext:
 
     def path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
 
 
 StageFn = Callable[[StageContext], Sequence[str]]
@@ -107,7 +105,7 @@ class RunDir:
         if p.exists() and not p.is_dir():
             raise UserInputError(f"--run-dir {p}: exists and is not a directory; choose another path")
         p.mkdir(parents=True, exist_ok=True)
-        meta_path = p / "meta.json"
+        meta_path = RunLayout(p).meta_file
         if meta_path.is_file():
             meta = read_json(meta_path)
             if meta.get("format") != META_FORMAT:
@@ -117,14 +115,17 @@ class RunDir:
         else:
             meta = {"format": META_FORMAT, "created": _now(), "stages": {}}
         run = cls(p, meta)
+        from intrinsic_robustness.runtime import machine_info
+
         run.meta["versions"] = package_versions()
+        run.meta["machine"] = machine_info()
         if seed is not None:
             run.meta["seed"] = int(seed)
         return run
 
     def save(self) -> None:
         self.meta["updated"] = _now()
-        write_json(self.path / "meta.json", self.meta)
+        write_json(RunLayout(self.path).meta_file, self.meta)
 
     def record(self, name: str) -> dict[str, Any] | None:
         return self.meta.get("stages", {}).get(name)

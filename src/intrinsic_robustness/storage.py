@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     mask = os.umask(0)  # mkstemp creates 0600; give the final file the usual umask-based mode
     os.umask(mask)
-    os.chmod(tmp_path, 0o666 & ~mask)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~mask)  # after writing: some writers (safetensors) recreate the file
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -91,9 +91,45 @@ def load_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str,
         raise UserInputError(f"{p}: not a readable safetensors file ({exc})") from None
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+@contextlib.contextmanager
+def exclusive(directory: str | os.PathLike[str], what: str = "output directory") -> Iterator[None]:
+    """Hold ``directory/.lock`` for the duration: a second writer is refused at once, naming the holder.
+
+    The lock is an advisory ``flock`` on an open file, so the kernel drops it when the holder exits for any
+    reason (a crash or SIGKILL never leaves it stuck); the file only records who holds it. Reentrant within a
+    process (a pipeline stage may call a library function that locks the same directory).
+    """
+    import fcntl
+    import socket
+
+    target = Path(directory)
+    key = str(target.resolve())
+    if key in _HELD:
+        yield
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    fh = open(target / ".lock", "a+")  # noqa: SIM115 - held open for the lifetime of the lock
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = " ".join(fh.read().split()) or "another process"
+            raise UserInputError(f"{target}: {what} is in use by {holder}; wait for it to finish or use another "
+                                 "directory") from None
+        fh.seek(0)
+        fh.truncate()
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {since}\n")
+        fh.flush()
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+_HELD: set[str] = set()

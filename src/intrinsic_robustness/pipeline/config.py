@@ -16,10 +16,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_RADIUS
+from intrinsic_robustness.runtime import DEFAULT_DEVICE
+from intrinsic_robustness.threat import DEFAULT_EPS, THREATS
 
 SECTIONS = ("run", "generator", "lipschitz", "dataset", "classifiers", "evaluation", "report")
-THREATS = ("unconstrained", "in-distribution")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
+
+
+def _registered(registry_path: str, value: str, key: str) -> str:
+    """``value`` if the named registry knows it (aliases resolved), else a validation error naming ``key``."""
+    import importlib
+
+    module, attr = registry_path.rsplit(".", 1)
+    registry = getattr(importlib.import_module(module), attr)
+    if value not in registry:
+        raise ValueError(f"{value!r} is not a known {registry.kind}; choose from {', '.join(registry.names())}")
+    return registry.canonical(value)
 
 
 class _Section(BaseModel):
@@ -31,7 +45,14 @@ class RunConfig(_Section):
 
     name: str = "run"
     seed: int = 0
-    device: str = "cpu"
+    device: str = DEFAULT_DEVICE
+
+    @field_validator("device")
+    @classmethod
+    def _device_ok(cls, value: str) -> str:
+        if not _DEVICE.match(value.strip().lower()):
+            raise ValueError(f"{value!r} is not a device; use auto, cpu, cuda or cuda:N")
+        return value.strip().lower()
 
 
 class GeneratorConfig(_Section):
@@ -59,12 +80,52 @@ class GeneratorConfig(_Section):
 class LipschitzConfig(_Section):
     """Local Lipschitz estimation: one estimate per method; the bound uses ``percentile`` of each."""
 
-    methods: list[Literal["sampling", "gradient"]] = Field(default_factory=lambda: ["gradient"], min_length=1)
-    anchors_per_class: int = Field(20, ge=1)
-    radius: float = Field(0.5, gt=0)
-    neighbors: int = Field(200, ge=1)
+    methods: list[str] = Field(default_factory=lambda: ["gradient"], min_length=1)
+    anchors_per_class: int = Field(DEFAULT_ANCHORS, ge=1)
+    radius: float = Field(DEFAULT_RADIUS, gt=0, allow_inf_nan=False)
+    neighbors: int = Field(2000, ge=1)
     percentile: str = "p99"
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_ok(cls, value: list[str]) -> list[str]:
+        names = [_registered("intrinsic_robustness.lipschitz.registry.ESTIMATORS", m, "methods") for m in value]
+        return list(dict.fromkeys(names))
+
+    @field_validator("percentile")
+    @classmethod
+    def _percentile_ok(cls, value: str) -> str:
+        from intrinsic_robustness.lipschitz.result import PERCENTILE_SLACK
+
+        if value not in PERCENTILE_SLACK:
+            raise ValueError(f"{value!r} is not one of {', '.join(PERCENTILE_SLACK)}")
+        return value
+
+    def method_options(self, method: str) -> dict[str, Any]:
+        """The options of ``method``: ``neighbors`` and every flat ``options`` key the method takes."""
+        from intrinsic_robustness.lipschitz.registry import ESTIMATORS
+
+        takes = ESTIMATORS.get(method).option_names()
+        chosen = {"neighbors": self.neighbors, **self.options}
+        return {k: v for k, v in chosen.items() if k in takes}
+
+    @model_validator(mode="after")
+    def _options_known(self) -> LipschitzConfig:
+        from intrinsic_robustness.lipschitz.registry import ESTIMATORS
+
+        taken = {o for m in self.methods for o in ESTIMATORS.get(m).option_names()}
+        unknown = sorted(set(self.options) - taken)
+        if unknown:
+            raise ValueError(f"options {unknown} are not options of {self.methods}; they take {sorted(taken)}")
+        for method in self.methods:
+            from intrinsic_robustness.lipschitz.estimate import make_estimator
+
+            try:
+                make_estimator(method, **self.method_options(method))
+            except UserInputError as exc:
+                raise ValueError(f"{method}: {exc}") from None
+        return self
 
 
 class DatasetConfig(_Section):
@@ -80,9 +141,9 @@ class ClassifierConfig(_Section):
     """One classifier to train on the generated data; ``name`` names its directory; unset = paper recipe."""
 
     name: str
-    method: Literal["standard", "pgd", "trades", "certified"] = "standard"
+    method: str = "standard"
     arch: str | None = None
-    eps: float | None = Field(None, ge=0)
+    eps: float | None = Field(None, gt=0, allow_inf_nan=False)
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
@@ -97,6 +158,20 @@ class ClassifierConfig(_Section):
             )
         return value
 
+    @field_validator("method")
+    @classmethod
+    def _method_ok(cls, value: str) -> str:
+        return _registered("intrinsic_robustness.training.objectives.METHODS", value, "method")
+
+    @field_validator("arch")
+    @classmethod
+    def _arch_ok(cls, value: str | None) -> str | None:
+        from intrinsic_robustness.plugins import is_factory_spec
+
+        if value is None or value == "auto" or is_factory_spec(value):
+            return value
+        return _registered("intrinsic_robustness.models.architectures.ARCHITECTURES", value, "arch")
+
 
 class EvaluationConfig(_Section):
     """Attacks on the generated test split under each threat model, at a grid of eps values.
@@ -109,7 +184,7 @@ class EvaluationConfig(_Section):
     threats: list[Literal["unconstrained", "in-distribution"]] = Field(
         default_factory=lambda: list(THREATS), min_length=1
     )
-    eps: list[float] = Field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0, 3.0], min_length=1)
+    eps: list[float] = Field(default_factory=lambda: list(DEFAULT_EPS), min_length=1)
     n: int | None = Field(None, ge=1)
     batch_size: int = Field(100, ge=1)
     attacks: dict[str, list[str]] = Field(default_factory=dict)
@@ -120,8 +195,10 @@ class EvaluationConfig(_Section):
     @field_validator("eps")
     @classmethod
     def _eps_ok(cls, value: list[float]) -> list[float]:
-        if any(e < 0 for e in value):
-            raise ValueError(f"eps {value}: values must be non-negative")
+        import math
+
+        if any(not math.isfinite(e) or e <= 0 for e in value):
+            raise ValueError(f"{value}: every eps must be a positive finite number")
         return sorted(set(value))
 
     @field_validator("attacks")
@@ -130,7 +207,32 @@ class EvaluationConfig(_Section):
         bad = [k for k in value if k not in THREATS]
         if bad:
             raise ValueError(f"attacks has threat(s) {bad}; keys must be among {list(THREATS)}")
-        return value
+        return {t: _attack_list(names, t) for t, names in value.items()}
+
+    @field_validator("compare_attacks")
+    @classmethod
+    def _compare_ok(cls, value: list[str]) -> list[str]:
+        return _attack_list(value, "unconstrained") if value else []
+
+    @model_validator(mode="after")
+    def _options_for_known_attacks(self) -> EvaluationConfig:
+        from intrinsic_robustness.attacks import ATTACKS
+
+        unknown = sorted(k for k in self.attack_options if k not in ATTACKS)
+        if unknown:
+            raise ValueError(f"attack_options names unknown attack(s) {unknown}; known: {', '.join(ATTACKS.names())}")
+        return self
+
+
+def _attack_list(names: list[str], threat: str) -> list[str]:
+    from intrinsic_robustness.attacks import parse_attack_names
+
+    if not names:
+        raise ValueError(f"{threat}: give at least one attack name (or leave the key out for the default)")
+    try:
+        return parse_attack_names(names, threat)
+    except UserInputError as exc:
+        raise ValueError(str(exc).replace("--attack ", "")) from None
 
 
 class ReportConfig(_Section):

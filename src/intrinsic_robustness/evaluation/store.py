@@ -7,37 +7,12 @@ same fingerprint loads the finished batches and attacks only the rest; a differe
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from intrinsic_robustness.io import load_tensors, read_json, save_tensors, write_json
-from intrinsic_robustness.weights import state_checksum
-
-
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """SHA-256 over tensors' dtypes, shapes and bytes (fingerprints models and data for resume)."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def module_digest(module: torch.nn.Module | None) -> str | None:
-    if module is None:
-        return None
-    return state_checksum(module.state_dict())
-
-
-def settings_digest(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, write_json
 
 
 def outputs_for(out: str | Path) -> tuple[Path, Path, Path]:

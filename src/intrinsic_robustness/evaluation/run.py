@@ -9,89 +9,30 @@ independent of the batch split.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from intrinsic_robustness.attacks import NORM_TOL, build_attack, invert_latents, parse_attack_names
-from intrinsic_robustness.config import THREATS
+from intrinsic_robustness.attacks import build_attack, invert_latents, parse_attack_names
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.evaluation_io import PartialStore, module_digest, outputs_for, settings_digest, tensor_digest
-from intrinsic_robustness.io import load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.evaluation.result import KEEP_EXAMPLES, EvalResult
+from intrinsic_robustness.evaluation.store import PartialStore, outputs_for
+from intrinsic_robustness.hashing import canonical_hash, state_checksum, tensor_digest
 from intrinsic_robustness.progress import advance, task
 from intrinsic_robustness.runtime import resolve_device
+from intrinsic_robustness.storage import read_json
+from intrinsic_robustness.threat import DEFAULT_EPS, THREATS, robust_accuracy
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EPS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
-KEEP_EXAMPLES = 16
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """Outcome of one evaluation; :meth:`to_dict` gives the JSON (keys fixed by the issue)."""
-
-    threat: str
-    attacks: list[str]
-    n: int
-    natural_error: float
-    class_errors: list[float | None]
-    min_norms: torch.Tensor
-    robust_accuracy: dict[str, float]
-    certified_accuracy: dict[str, float] | None
-    seconds: float
-    labels: torch.Tensor = field(repr=False)
-    success: torch.Tensor = field(repr=False)
-    x_adv: torch.Tensor = field(repr=False)
-    certified_radii: torch.Tensor | None = field(default=None, repr=False)
-    reconstruction_error: torch.Tensor | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "threat": self.threat, "attacks": list(self.attacks), "n": self.n,
-            "natural_error": self.natural_error, "class_errors": list(self.class_errors),
-            "min_norms": [None if not math.isfinite(v) else v for v in self.min_norms.tolist()],
-            "robust_accuracy": dict(self.robust_accuracy),
-        }
-        if self.certified_accuracy is not None:
-            out["certified_accuracy"] = dict(self.certified_accuracy)
-        if self.reconstruction_error is not None and len(self.reconstruction_error):
-            out["reconstruction_error"] = {"mean": float(self.reconstruction_error.mean()),
-                                           "max": float(self.reconstruction_error.max())}
-        out["seconds"] = self.seconds
-        return out
-
-    def save(self, out: str | os.PathLike[str], x: torch.Tensor | None = None,
-             keep: int = KEEP_EXAMPLES) -> None:
-        """Write the JSON and, beside it, ``.safetensors`` with per-example norms and a few examples."""
-        json_path, tensor_path, _ = outputs_for(out)
-        tensors = {"min_norms": self.min_norms.float(), "labels": self.labels, "success": self.success,
-                   "x_adv": self.x_adv[:keep].float()}
-        if x is not None:
-            tensors["x"] = x[:keep].float()
-        if self.certified_radii is not None:
-            tensors["certified_radii"] = self.certified_radii.float()
-        if self.reconstruction_error is not None:
-            tensors["reconstruction_error"] = self.reconstruction_error.float()
-        save_tensors(tensor_path, tensors, metadata={"threat": self.threat, "attacks": ",".join(self.attacks)})
-        write_json(json_path, self.to_dict())
-
-
-def load_norms(out: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The per-example tensors saved beside an evaluation JSON (min_norms, labels, success, ...)."""
-    return load_tensors(outputs_for(out)[1])
-
-
-def robust_accuracy(norms: torch.Tensor, eps: Sequence[float]) -> dict[str, float]:
-    """Fraction of examples whose minimal norm exceeds eps (keys: str(float(eps)))."""
-    return {str(float(e)): float((norms > float(e) + NORM_TOL).double().mean()) for e in eps}
+def _module_digest(module: nn.Module | None) -> str | None:
+    return None if module is None else state_checksum(module.state_dict())
 
 
 def class_errors(wrong: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
@@ -136,7 +77,7 @@ def _load_data(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor |
 
 def _manifest_generator(manifest: dict[str, Any], data_dir: Path | None, device: torch.device) -> nn.Module:
     """The generator recorded in a dataset manifest (checked against its weights checksum)."""
-    from intrinsic_robustness.generators.load import load_generator, state_checksum
+    from intrinsic_robustness.generators.load import load_generator
 
     info = manifest.get("generator") or {}
     spec = info.get("spec")
@@ -248,9 +189,9 @@ def evaluate(classifier: nn.Module | str, dataset: Any, generator: nn.Module | s
     attack = build_attack(names, threat, eps=eps, generator=inp.generator, options=attack_options)
     settings = {"threat": threat, "attacks": names, "options": attack_options or {}, "eps": eps,
                 "batch_size": batch_size, "seed": seed, "certify": inp.certify, "inversion": inversion or {},
-                "model": module_digest(inp.model), "generator": module_digest(inp.generator),
+                "model": _module_digest(inp.model), "generator": _module_digest(inp.generator),
                 "data": tensor_digest(inp.images, inp.labels, *([] if inp.latents is None else [inp.latents]))}
-    store = PartialStore(None if out is None else outputs_for(out)[2], settings_digest(settings))
+    store = PartialStore(None if out is None else outputs_for(out)[2], canonical_hash(settings))
     previous = store.seconds()
     parts = []
     options = {"inversion": dict(inversion or {}), "certify": {}}

@@ -1,0 +1,214 @@
+"""The pipeline's stages, each a thin call into the domain packages: generator -> lipschitz -> dataset ->
+classifiers -> evaluation -> report. Paths come from :class:`~.layout.RunLayout`; the device is resolved
+once per run and handed to every stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from intrinsic_robustness.pipeline.config import ClassifierConfig, PipelineConfig, config_to_dict
+from intrinsic_robustness.pipeline.engine import RunDir, Stage, StageContext, StageOutcome, execute
+from intrinsic_robustness.pipeline.layout import RunLayout
+from intrinsic_robustness.runtime import derive_seed, resolve_device
+from intrinsic_robustness.storage import exclusive, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _load_gen(layout: RunLayout, device: torch.device) -> Any:
+    from intrinsic_robustness.generators.load import load_generator
+
+    return load_generator(str(layout.generator_dir), device=device).eval()
+
+
+def generator_stage(config: PipelineConfig, device: torch.device) -> Stage:
+    """Train an ACGAN on real data, or load a given generator, into ``generator/``."""
+    section = config.generator
+    seed = config.run.seed
+
+    def run(ctx: StageContext) -> Sequence[str]:
+        layout = ctx.layout
+        out = layout.generator_dir
+        if section.source == "train":
+            from intrinsic_robustness.generators.train import train_acgan
+
+            kwargs = {"lr": section.lr} if section.lr is not None else {}
+            train_acgan(section.data, out, epochs=section.epochs, batch_size=section.batch_size,
+                        seed=derive_seed(seed, "generator"), device=device, latent_dim=section.latent_dim,
+                        size=section.image_size, force=False, **kwargs, **section.options)
+        else:
+            from intrinsic_robustness.generators.load import load_generator, save_generator
+
+            gen = load_generator(section.spec, weights=section.weights or None, device=device)
+            save_generator(gen, out, _saved_config(gen, section.spec))
+        return [layout.rel(out / "generator.json"), layout.rel(out / "generator.safetensors")]
+
+    cfg = {**section.model_dump(mode="json"), "seed": seed}
+    files = (section.weights,) if section.source == "load" and section.weights else ()
+    return Stage("generator", cfg, run, files=files, clean=("generator",))
+
+
+def _saved_config(gen: Any, spec: str) -> dict[str, Any]:
+    """What ``save_generator`` needs to rebuild a loaded generator from the run directory alone."""
+    from intrinsic_robustness.plugins import is_factory_spec
+
+    own = gen.config() if callable(getattr(gen, "config", None)) else None
+    if isinstance(own, dict) and "architecture" in own:
+        return dict(own)
+    if is_factory_spec(spec):
+        return {"architecture": "factory", "factory": spec}
+    return {"architecture": "affine" if spec == "affine" else spec, "latent_dim": int(gen.latent_dim),
+            "num_classes": int(gen.num_classes), "image_shape": [int(s) for s in gen.image_shape]}
+
+
+def lipschitz_stage(config: PipelineConfig, method: str, device: torch.device) -> Stage:
+    """One Lipschitz estimate of the run's generator, written to ``lipschitz/<method>.json``."""
+    section = config.lipschitz
+    options = section.method_options(method)
+
+    def run(ctx: StageContext) -> Sequence[str]:
+        from intrinsic_robustness.lipschitz import estimate_lipschitz
+
+        gen = _load_gen(ctx.layout, device)
+        result = estimate_lipschitz(gen, method, anchors_per_class=section.anchors_per_class, radius=section.radius,
+                                    seed=derive_seed(config.run.seed, "lipschitz"),  # same anchors for every method
+                                    device=device, **options)
+        out = ctx.layout.lipschitz_file(method)
+        result.save(out)
+        return [ctx.layout.rel(out)]
+
+    cfg = {"anchors_per_class": section.anchors_per_class, "radius": section.radius, "method": method,
+           "options": options, "seed": config.run.seed}
+    return Stage(f"lipschitz/{method}", cfg, run, inputs=("generator",))
+
+
+def dataset_stage(config: PipelineConfig, device: torch.device) -> Stage:
+    """Generate the labelled dataset (images, labels, latents) from the run's generator."""
+    section = config.dataset
+
+    def run(ctx: StageContext) -> Sequence[str]:
+        from intrinsic_robustness.data.synthetic import generate_dataset
+
+        gen = _load_gen(ctx.layout, device)
+        info = {"spec": "generator", "fingerprint": ctx.upstream["generator"].get("fingerprint")}
+        generate_dataset(gen, ctx.layout.dataset_dir, n_train=section.n_train, n_test=section.n_test,
+                         seed=derive_seed(config.run.seed, "dataset"), priors=section.priors, generator_info=info,
+                         batch_size=section.batch_size, device=device, overwrite=True)
+        return [ctx.layout.rel(ctx.layout.manifest_file)]
+
+    cfg = {**section.model_dump(mode="json"), "seed": config.run.seed}
+    return Stage("dataset", cfg, run, inputs=("generator",), clean=("dataset",))
+
+
+def classifier_stage(config: PipelineConfig, entry: ClassifierConfig, device: torch.device) -> Stage:
+    """Train one classifier on the generated training split into ``classifiers/<name>/`` (resumable)."""
+
+    def run(ctx: StageContext) -> Sequence[str]:
+        from intrinsic_robustness.data.synthetic import load_dataset
+        from intrinsic_robustness.training import fit
+
+        out = ctx.layout.classifier_dir(entry.name)
+        done = [ctx.layout.rel(out / "config.json"), ctx.layout.rel(out / "model.safetensors")]
+        if (out / "config.json").is_file():  # finished before an interruption: nothing to redo
+            return done
+        kwargs = {k: getattr(entry, k) for k in ("arch", "eps", "epochs", "batch_size", "lr")
+                  if getattr(entry, k) is not None}
+        fit(load_dataset(ctx.layout.dataset_dir, split="train"), entry.method,
+            seed=derive_seed(config.run.seed, "classifier", entry.name), device=device, out=str(out),
+            force=False, **kwargs, **entry.options)
+        return done
+
+    rel = f"classifiers/{entry.name}"
+    cfg = {**entry.model_dump(mode="json"), "seed": config.run.seed}
+    return Stage(rel, cfg, run, inputs=("dataset",), clean=(rel,))
+
+
+def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: torch.device) -> Stage:
+    """Attack one classifier under each threat model; JSON results go to ``eval/<name>/<threat>.json``."""
+    section = config.evaluation
+
+    def run(ctx: StageContext) -> Sequence[str]:
+        from intrinsic_robustness.evaluation import evaluate
+
+        layout = ctx.layout
+        jobs = [(t, section.attacks.get(t), layout.eval_file(entry.name, t)) for t in section.threats]
+        jobs += [("unconstrained", [a], layout.compare_file(entry.name, a)) for a in section.compare_attacks]
+        outputs = []
+        for threat, attacks, file in jobs:
+            gen = _load_gen(layout, device) if threat == "in-distribution" else None
+            evaluate(str(layout.classifier_dir(entry.name)), str(layout.dataset_dir), generator=gen, threat=threat,
+                     attacks=attacks, eps=tuple(section.eps), n=section.n, batch_size=section.batch_size,
+                     seed=derive_seed(config.run.seed, "evaluation", entry.name, threat), device=device, out=str(file),
+                     attack_options=_attack_options(section.attack_options, attacks, threat), **section.options)
+            outputs.append(layout.rel(file))
+        return outputs
+
+    rel = f"eval/{entry.name}"
+    cfg = {**section.model_dump(mode="json"), "classifier": entry.name, "seed": config.run.seed}
+    inputs = ("generator", "dataset", f"classifiers/{entry.name}")
+    return Stage(f"evaluation/{entry.name}", cfg, run, inputs=inputs, clean=(rel,))
+
+
+def _attack_options(options: dict[str, dict[str, Any]], attacks: list[str] | None,
+                    threat: str) -> dict[str, dict[str, Any]] | None:
+    """The configured per-attack options of the attacks this evaluation actually runs."""
+    from intrinsic_robustness.attacks import parse_attack_names
+
+    chosen = parse_attack_names(attacks, threat)
+    return {k: v for k, v in options.items() if k in chosen} or None
+
+
+def report_stage(config: PipelineConfig, upstream: Sequence[str]) -> Stage:
+    """Render the report from the run's files (no model is run again)."""
+
+    def run(ctx: StageContext) -> Sequence[str]:
+        from intrinsic_robustness.report import write_report
+
+        write_report(ctx.run_dir)
+        return [ctx.layout.rel(ctx.layout.report_dir / "report.json")]
+
+    cfg = {"report": config.report.model_dump(mode="json"), "evaluation_eps": config.evaluation.eps,
+           "lipschitz": {"percentile": config.lipschitz.percentile, "radius": config.lipschitz.radius},
+           "classifiers": [c.name for c in config.classifiers], "format": 1}
+    return Stage("report", cfg, run, inputs=tuple(upstream))
+
+
+def build_stages(config: PipelineConfig, device: torch.device | None = None) -> list[Stage]:
+    """All stages of a config, in execution order (``device``: the resolved run device)."""
+    device = device if device is not None else resolve_device(config.run.device)
+    stages = [generator_stage(config, device)]
+    stages += [lipschitz_stage(config, m, device) for m in config.lipschitz.methods]
+    stages.append(dataset_stage(config, device))
+    stages += [classifier_stage(config, c, device) for c in config.classifiers]
+    stages += [evaluation_stage(config, c, device) for c in config.classifiers]
+    stages.append(report_stage(config, [s.name for s in stages]))
+    return stages
+
+
+def run_pipeline(config: PipelineConfig, run_dir: str | os.PathLike[str], force: Sequence[str] = (),
+                 on_event: Callable[[StageOutcome], None] | None = None,
+                 stages: list[Stage] | None = None) -> list[StageOutcome]:
+    """Run (or resume) every stage of ``config`` in ``run_dir``; returns what each stage did.
+
+    The run directory is locked for the duration: a second process on it is refused at once.
+    """
+    device = resolve_device(config.run.device)
+    layout = RunLayout(Path(run_dir))
+    if layout.root.exists() and not layout.root.is_dir():
+        from intrinsic_robustness.errors import UserInputError
+
+        raise UserInputError(f"--run-dir {layout.root}: exists and is not a directory; choose another path")
+    with exclusive(layout.root, "run directory"):
+        run = RunDir.open(layout.root, seed=config.run.seed)
+        run.meta["device"] = {"requested": config.run.device, "resolved": str(device)}
+        write_json(layout.config_file, config_to_dict(config))
+        run.save()
+        chosen = stages if stages is not None else build_stages(config, device)
+        return execute(run, chosen, force=force, on_event=on_event)
