@@ -24,8 +24,8 @@ _DTYPES = {0x08: (torch.uint8, 1), 0x09: (torch.int8, 1), 0x0B: (torch.int16, 2)
 _HOW_TO_GET = {
     "fashion-mnist": "install Debian's 'dataset-fashion-mnist' package or put the four IDX files from "
                      "https://github.com/zalandoresearch/fashion-mnist in $IROB_DATA/fashion-mnist",
-    "mnist": "download the four IDX files (train-images-idx3-ubyte.gz, ...) from an MNIST mirror into "
-             "$IROB_DATA/mnist or ./data/mnist",
+    "mnist": "put a copy of the four original IDX files (gzipped or not; '-' or '.' before 'idx') in "
+             "$IROB_DATA/mnist or ./data/mnist, or pass idx:DIR",
 }
 
 
@@ -72,19 +72,33 @@ def _digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images[keep], labels[keep]
 
 
+IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
 def find_idx_dir(name: str) -> Path:
-    """Where the named IDX dataset lives: $IROB_DATA/<name>, ./data/<name>, then system locations."""
+    """Where the named IDX dataset lives: $IROB_DATA/<name>, ./data/<name>, then system locations.
+
+    The first directory holding any of the four files is used; one that lacks some of them is an error
+    naming the missing files, every directory searched and where to put a copy.
+    """
     candidates = []
     if os.environ.get("IROB_DATA"):
         candidates.append(Path(os.environ["IROB_DATA"]) / name)
     candidates.append(Path("data") / name)
     if name == "fashion-mnist":
         candidates.append(Path("/usr/share/datasets/fashion-mnist"))
-    for directory in candidates:
-        if _find_file(directory, "train-labels-idx1-ubyte") is not None:
-            return directory
     tried = ", ".join(str(c) for c in candidates)
-    raise UserInputError(f"dataset {name!r}: IDX files not found in {tried}; {_HOW_TO_GET[name]}")
+    for directory in candidates:
+        found = {stem: _find_file(directory, stem) for stem in IDX_STEMS}
+        missing = [stem for stem, path in found.items() if path is None]
+        if len(missing) == len(IDX_STEMS):
+            continue
+        if missing:
+            raise UserInputError(f"dataset {name!r}: {directory} lacks {', '.join(m + '[.gz]' for m in missing)} "
+                                 f"(searched {tried}); {_HOW_TO_GET[name]}")
+        return directory
+    raise UserInputError(f"dataset {name!r}: none of {', '.join(s + '[.gz]' for s in IDX_STEMS)} found in {tried}; "
+                         f"{_HOW_TO_GET[name]}")
 
 
 def _find_file(directory: Path, stem: str) -> Path | None:
