@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 # Rooms (first-level modules and packages) by layer, lowest first; a room may import its own layer or below.
 LAYERS = {
     "base": {"__init__", "errors", "storage", "hashing", "runtime", "modes", "progress", "registry", "plugins",
-             "weights"},
+             "weights", "distributed"},
     "domain": {"bound", "threat", "certify", "data", "generators", "lipschitz", "models", "attacks", "training",
                "evaluation"},
     "orchestration": {"pipeline", "report"},

@@ -30,6 +30,10 @@ def demo_config_path() -> Path:
 def resolve_config(path: str | os.PathLike[str], overrides: Sequence[str] = (), device: str | None = None,
                    seed: int | None = None) -> PipelineConfig:
     """Load a config file, apply ``--set`` overrides, then ``--device`` and ``--seed`` if given."""
+    if device is not None:
+        from intrinsic_robustness.pipeline.config import check_device
+
+        device = check_device(device)
     config = load_config(path, list(overrides))
     run = {k: v for k, v in (("device", device), ("seed", seed)) if v is not None}
     if run:
@@ -43,106 +47,136 @@ def resolve_config(path: str | os.PathLike[str], overrides: Sequence[str] = (), 
 
 def run(config: PipelineConfig | str | os.PathLike[str], run_dir: str | os.PathLike[str] | None = None,
         force: Sequence[str] = (), overrides: Sequence[str] = (), device: str | None = None,
-        seed: int | None = None, on_event: Callable[[Any], None] | None = None) -> Path:
-    """Run or resume the pipeline; returns the run directory (``runs/<run.name>`` by default)."""
+        seed: int | None = None, on_event: Callable[[Any], None] | None = None, trust_code: bool = False) -> Path:
+    """Run or resume the pipeline; returns the run directory (``runs/<run.name>`` by default).
+
+    ``trust_code``: let the config (and the run's own files) name user code (``package.module:factory``)."""
     from intrinsic_robustness.pipeline.stages import run_pipeline
 
     if not isinstance(config, PipelineConfig):
         config = resolve_config(config, overrides, device, seed)
     elif overrides or device is not None or seed is not None:
         raise ValueError("pass overrides, device and seed with a config path, not with a PipelineConfig")
+    if run_dir is not None and not os.fspath(run_dir).strip():
+        from intrinsic_robustness.errors import UserInputError
+
+        raise UserInputError("--run-dir '': empty; give a directory (default runs/<run.name>)")
     directory = Path(run_dir) if run_dir is not None else Path("runs") / config.run.name
-    run_pipeline(config, directory, force=force, on_event=on_event)
+    run_pipeline(config, directory, force=force, on_event=on_event, trust_code=trust_code)
     return directory
 
 
 def report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Re-render the report of a run from its files (no model runs)."""
+    from intrinsic_robustness.distributed import main_only
     from intrinsic_robustness.report import write_report
 
-    return write_report(run_dir, out)
+    return main_only(write_report, run_dir, out)  # under torchrun rank 0 writes
 
 
 def demo(run_dir: str | os.PathLike[str] = "runs/demo", device: str | None = None, seed: int | None = None,
-         on_event: Callable[[Any], None] | None = None) -> Path:
+         on_event: Callable[[Any], None] | None = None, trust_code: bool = False) -> Path:
     """Run the packaged demo config; returns the path of ``report.html``."""
-    directory = run(demo_config_path(), run_dir, device=device, seed=seed, on_event=on_event)
+    directory = run(demo_config_path(), run_dir, device=device, seed=seed, on_event=on_event, trust_code=trust_code)
     return directory / "report" / "report.html"
 
 
 def generate(generator: str, out: str | os.PathLike[str], n_train: int, n_test: int, seed: int = 0,
              weights: str | None = None, priors: Sequence[float] | None = None, batch_size: int = 500,
-             device: str | torch.device = DEFAULT_DEVICE, overwrite: bool = False) -> dict[str, Any]:
+             device: str | torch.device = DEFAULT_DEVICE, overwrite: bool = False,
+             trust_code: bool = False) -> dict[str, Any]:
     """Load the generator named by ``generator`` and write a dataset; the manifest records spec and checksum."""
     from intrinsic_robustness.data.synthetic import generate_dataset
     from intrinsic_robustness.errors import UserInputError
     from intrinsic_robustness.generators.load import generator_info, load_generator
     from intrinsic_robustness.runtime import resolve_device
+    from intrinsic_robustness.storage import check_output, clean_on_failure
 
+    check_output(out, "--out", kind="directory")
     if Path(out).exists() and not overwrite:
         raise UserInputError(f"{out} already exists; choose another --out or pass --force to replace it")
     if batch_size < 1:
         raise UserInputError(f"--batch-size {batch_size}: expected a positive integer")
     dev = resolve_device(device)
-    gen = load_generator(generator, weights, device=dev)
+    gen = load_generator(generator, weights, device=dev, trust_code=trust_code)
     if priors is not None and len(priors) != int(gen.num_classes):
         raise UserInputError(f"--priors: {len(priors)} values for a generator with {gen.num_classes} classes")
-    return generate_dataset(gen, out, n_train, n_test, seed, priors=priors,
-                            generator_info=generator_info(generator, gen, weights), batch_size=batch_size,
-                            shard_size=max(batch_size, 10_000), device=dev, overwrite=overwrite)
+    with clean_on_failure(out):
+        return generate_dataset(gen, out, n_train, n_test, seed, priors=priors,
+                                generator_info=generator_info(generator, gen, weights), batch_size=batch_size,
+                                shard_size=max(batch_size, 10_000), device=dev, overwrite=overwrite)
 
 
 def lipschitz(generator: str, method: str = "sampling", weights: str | None = None, seed: int = 0,
               device: str | torch.device = DEFAULT_DEVICE, out: str | os.PathLike[str] | None = None,
-              **options: Any) -> LipschitzResult:
+              trust_code: bool = False, **options: Any) -> LipschitzResult:
     """Per-class local Lipschitz values of a generator spec (``options``: anchors, radius, method options)."""
     import dataclasses
 
     from intrinsic_robustness.generators.load import load_generator
     from intrinsic_robustness.lipschitz import estimate_lipschitz
-    from intrinsic_robustness.runtime import resolve_device
+    from intrinsic_robustness.runtime import check_memory, resolve_device
+    from intrinsic_robustness.storage import check_output
 
+    if out is not None:
+        check_output(out, "--out")
     dev = resolve_device(device)
-    gen = load_generator(generator, weights, dev)
+    gen = load_generator(generator, weights, dev, trust_code=trust_code)
+    anchors = options.get("anchors_per_class")
+    if isinstance(anchors, int) and anchors > 0:
+        check_memory(4.0 * anchors * int(gen.latent_dim) * 4, f"--anchors-per-class {anchors}")
     result = estimate_lipschitz(gen, method, seed=seed, device=dev, **options)
     where = {"generator": generator, "generator_weights": weights, "device": str(dev)}
     result = dataclasses.replace(result, parameters={**result.parameters, **where})
     if out is not None:
-        result.save(out)
+        from intrinsic_robustness.distributed import main_only
+
+        main_only(result.save, out)  # under torchrun every rank holds the gathered result; rank 0 writes it
     return result
 
 
 def train_generator(dataset: str, out: str | os.PathLike[str], epochs: int, seed: int = 0,
                     device: str | torch.device = DEFAULT_DEVICE, **options: Any) -> dict[str, Any]:
-    """Train (or resume) the paper's ACGAN on real images; returns the ``training.json`` content."""
+    """Train (or resume) the paper's ACGAN on real images; returns the ``training.json`` content. One process
+    at a time may write ``out`` (a second is refused, naming the holder)."""
     from intrinsic_robustness.generators.train import train_acgan
+    from intrinsic_robustness.storage import check_output, clean_on_failure, exclusive
 
-    return train_acgan(dataset, out, epochs, seed=seed, device=device, **options)
+    check_output(out, "--out", kind="directory")
+    with clean_on_failure(out), exclusive(out, "generator output"):
+        from intrinsic_robustness.distributed import main_only  # not sharded: under torchrun rank 0 trains
+
+        return main_only(train_acgan, dataset, out, epochs, seed=seed, device=device, **options)
 
 
 def train_classifier(data: str | os.PathLike[str], method: str, out: str | os.PathLike[str], seed: int = 0,
                      device: str | torch.device = DEFAULT_DEVICE, **options: Any) -> dict[str, Any]:
-    """Train a classifier on a generated dataset's train split; returns its saved ``config.json``."""
+    """Train a classifier on a generated dataset's train split; returns its saved ``config.json``. One process
+    at a time may write ``out`` (a second is refused, naming the holder)."""
     from intrinsic_robustness.data.synthetic import load_dataset
     from intrinsic_robustness.errors import UserInputError
-    from intrinsic_robustness.storage import read_json
+    from intrinsic_robustness.storage import check_output, clean_on_failure, exclusive, read_json
     from intrinsic_robustness.training import METHODS, fit
 
     METHODS.canonical(method)
+    check_output(out, "--out", kind="directory")
     train = load_dataset(data, "train")
     if len(train) == 0:
         raise UserInputError(f"--data {data}: the train split is empty; generate with --n-train > 0")
-    path = fit(train, method, seed=seed, device=device, out=out, **options)
+    with clean_on_failure(out), exclusive(out, "classifier output"):
+        path = fit(train, method, seed=seed, device=device, out=out, **options)
     return read_json(path / "config.json")
 
 
 def evaluate(classifier: str, data: str, threat: str, out: str | os.PathLike[str] | None = None,
              generator: str | None = None, attacks: str | Sequence[str] | None = None,
              eps: Sequence[float] | None = None, seed: int = 0, device: str | torch.device = DEFAULT_DEVICE,
-             **options: Any) -> EvalResult:
-    """Attack a classifier on a dataset under one threat model (per-example minimal norms)."""
+             trust_code: bool = False, **options: Any) -> EvalResult:
+    """Attack a classifier on a dataset under one threat model (per-example minimal norms); one process at a
+    time may write ``out``. ``trust_code``: let the classifier's config.json or the dataset manifest name code."""
     from intrinsic_robustness.evaluation import evaluate as run_evaluation
     from intrinsic_robustness.threat import DEFAULT_EPS
 
     return run_evaluation(classifier, data, generator=generator, threat=threat, attacks=attacks,
-                          eps=tuple(eps) if eps else DEFAULT_EPS, seed=seed, device=device, out=out, **options)
+                          eps=tuple(eps) if eps is not None else DEFAULT_EPS, seed=seed, device=device, out=out,
+                          trust_code=trust_code, **options)

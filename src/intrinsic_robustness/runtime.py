@@ -17,18 +17,22 @@ DEFAULT_DEVICE = "auto"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; asking for CUDA without one is a clear error."""
+    """``auto`` picks CUDA when available, else CPU; asking for CUDA without one is a clear error.
+
+    In a torchrun job, ``cuda`` (no index) means this rank's GPU, ``cuda:LOCAL_RANK``."""
     import torch
 
+    from intrinsic_robustness.distributed import rank_device  # under torchrun, "cuda" is this rank's GPU
+
     if isinstance(device, torch.device):
-        return device
+        return rank_device(device)
     name = str(device).strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserInputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-        return torch.device(name)
+        return rank_device(torch.device(name))
     if name == "cpu":
         return torch.device("cpu")
     raise UserInputError(f"--device {device!r} is not one of cpu, cuda, auto")
@@ -102,3 +106,36 @@ def _cpu_flags() -> list[str]:
             have = set(line.split(":", 1)[1].split())
             return [f for f in wanted if f in have]
     return []
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (``MemAvailable``), or None where it cannot be read."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes: float, what: str) -> None:
+    """Refuse up front, in one line, a size whose tensors need more memory than the machine has available."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise UserInputError(f"{what}: needs about {human_bytes(nbytes)} of memory, {human_bytes(free)} is "
+                             "available; choose a smaller size")
+
+
+def human_bytes(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(nbytes) < 1024 or unit == "TB":
+            return f"{nbytes:.3g} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1024
+    return f"{nbytes:.3g} PB"

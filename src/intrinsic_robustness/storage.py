@@ -97,14 +97,17 @@ def exclusive(directory: str | os.PathLike[str], what: str = "output directory")
 
     The lock is an advisory ``flock`` on an open file, so the kernel drops it when the holder exits for any
     reason (a crash or SIGKILL never leaves it stuck); the file only records who holds it. Reentrant within a
-    process (a pipeline stage may call a library function that locks the same directory).
+    process (a pipeline stage may call a library function that locks the same directory). In a torchrun job
+    only rank 0 takes the lock; the other ranks of the job work under it.
     """
     import fcntl
     import socket
 
+    from intrinsic_robustness.distributed import is_main
+
     target = Path(directory)
     key = str(target.resolve())
-    if key in _HELD:
+    if key in _HELD or not is_main():
         yield
         return
     target.mkdir(parents=True, exist_ok=True)
@@ -133,3 +136,77 @@ def exclusive(directory: str | os.PathLike[str], what: str = "output directory")
 
 
 _HELD: set[str] = set()
+
+
+def check_output(path: str | os.PathLike[str], flag: str = "--out", kind: str = "file") -> Path:
+    """Refuse at once, in one line, an output path that cannot be written (``kind``: ``file`` or ``directory``).
+
+    Empty, a directory where a file goes (or a file where a directory goes), an ancestor that is a file, or no
+    write permission; nothing is created.
+    """
+    text = os.fspath(path)
+    if not text.strip():
+        raise UserInputError(f"{flag} '': empty; give a {kind} path")
+    target = Path(text).expanduser()
+    if kind == "file" and target.is_dir():
+        raise UserInputError(f"{flag} {target}: is a directory; give a file path")
+    if kind == "directory" and target.exists() and not target.is_dir():
+        raise UserInputError(f"{flag} {target}: exists and is not a directory; choose another path")
+    existing = target if kind == "directory" and target.is_dir() else _existing_ancestor(target)
+    if not existing.is_dir():
+        raise UserInputError(f"{flag} {target}: {existing} is a file, not a directory; choose another path")
+    effective = os.access in os.supports_effective_ids
+    if not os.access(existing, os.W_OK | os.X_OK, effective_ids=effective):
+        raise UserInputError(f"{flag} {target}: cannot write in {existing} (permission denied); choose another path")
+    return target
+
+
+def _existing_ancestor(path: Path) -> Path:
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+@contextlib.contextmanager
+def clean_on_failure(*paths: str | os.PathLike[str]) -> Iterator[None]:
+    """If the block fails, remove what it created at ``paths`` (and new parent directories) as long as that
+    holds no work: only directories and lock files. A resumable checkpoint is never removed."""
+    created = [_first_missing(Path(p)) for p in paths]
+    try:
+        yield
+    except BaseException:
+        for top in created:
+            if top is not None and top.is_dir() and _scaffolding_only(top):
+                import shutil
+
+                shutil.rmtree(top, ignore_errors=True)
+        raise
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The topmost ancestor of ``path`` (itself included) that does not exist yet, or None."""
+    path = path.absolute()
+    if path.exists():
+        return None
+    top = path
+    while not top.parent.exists() and top.parent != top.parent.parent:
+        top = top.parent
+    return top
+
+
+def _scaffolding_only(directory: Path) -> bool:
+    return all(p.is_dir() or p.name == ".lock" for p in directory.rglob("*"))
+
+
+def check_free_space(path: str | os.PathLike[str], nbytes: float, what: str) -> None:
+    """Refuse up front, in one line, writing ``nbytes`` where the file system has less free space."""
+    import shutil
+
+    from intrinsic_robustness.runtime import human_bytes
+
+    where = _existing_ancestor(Path(path))
+    free = shutil.disk_usage(where).free
+    if nbytes > free:
+        raise UserInputError(f"{what}: needs about {human_bytes(nbytes)} on disk, {human_bytes(free)} is free in "
+                             f"{where}; choose a smaller size or another place")

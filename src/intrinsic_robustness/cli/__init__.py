@@ -5,7 +5,9 @@ Errors from bad input print one line and exit 2; ``--debug`` shows the traceback
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import sys
 
 from intrinsic_robustness.cli.app import STATE, app
@@ -29,38 +31,65 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _refuse_empty(args: list[str]) -> None:
+    """An empty argument (``--out ""``, ``--attack=``) is never meant: refuse it instead of reading it as '.'."""
+    from intrinsic_robustness.errors import UserInputError
+
+    for i, arg in enumerate(args):
+        if arg.startswith("--") and arg.endswith("=") or not arg.strip():
+            flag = arg[:-1] if arg.endswith("=") else (args[i - 1] if i and args[i - 1].startswith("-") else "argument")
+            raise UserInputError(f"{flag} '': empty value; give a path, name or number (see --help)")
+
+
+def _usage_line(exc: BaseException) -> str:
+    """A usage error (bad flag, value or command) as one line pointing at the command's --help."""
+    message = exc.format_message() if callable(getattr(exc, "format_message", None)) else str(exc)  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+    return f"error: {' '.join(message.split()).rstrip('.')}{hint}"
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``irob``: runs the app, turning expected failures into one-line errors (exit 2)."""
     import typer  # typer >= 0.29 vendors click: catch its own exception types, never import click
 
     from intrinsic_robustness.cli.console import RichProgressHook, err
+    from intrinsic_robustness.distributed import is_main
     from intrinsic_robustness.errors import UserInputError
     from intrinsic_robustness.progress import set_progress_hook
 
     args = list(sys.argv[1:] if argv is None else argv)
     STATE["debug"] = "--debug" in args
-    previous = set_progress_hook(RichProgressHook())
+    speaks = is_main()  # in a torchrun job only rank 0 shows progress and prints results (errors: every rank)
+    previous = set_progress_hook(RichProgressHook() if speaks else None)
     try:
-        app(args=args, prog_name="irob", standalone_mode=False)
+        _refuse_empty(args)
+        with contextlib.nullcontext() if speaks else contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
+            app(args=args, prog_name="irob", standalone_mode=False)
         return 0
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
         err.print("aborted", style="red")
         return 130
-    except typer.TyperException as exc:  # usage errors: typer prints them with the usage line
+    except typer.TyperException as exc:  # usage errors: one line naming the flag, like every other error
         if STATE["debug"]:
             raise
         show = getattr(exc, "show", None)
-        if callable(show):
-            show()
+        if type(exc).__name__ == "NoArgsIsHelpError" and callable(show):
+            show()  # a bare command: its help
         else:
-            err.print(f"error: {_one_line(exc)}", style="red", markup=False, highlight=False)
+            err.print(_usage_line(exc), style="red", markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted: finished stages and checkpoints are kept; rerun to resume", style="red")
         return 130
-    except (UserInputError, ValueError, FileNotFoundError, NotADirectoryError, ImportError) as exc:
+    except (UserInputError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError,
+            PermissionError, ImportError) as exc:
         if STATE["debug"]:
             raise
         err.print(f"error: {_one_line(exc)}", style="red", markup=False, highlight=False, soft_wrap=True)
@@ -68,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an internal fault: still one line, the traceback is one flag away
         if STATE["debug"]:
             raise
+        if _out_of_memory(exc):  # a size the machine cannot hold: the input's fault, said in one line
+            err.print(f"error: not enough memory ({_one_line(exc)}); choose smaller sizes", style="red",
+                      markup=False, highlight=False, soft_wrap=True)
+            return 2
         err.print(f"internal error ({exc.__class__.__name__}): {_one_line(exc)}; rerun with --debug for the "
                   "traceback and please report it", style="red", markup=False, highlight=False, soft_wrap=True)
         return 1

@@ -18,6 +18,9 @@ STATE = {"debug": False}
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto (CUDA when available).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Base seed; every random stage derives from it.")]
+TrustOpt = Annotated[bool, typer.Option("--trust-code", help="Let files (saved generators and classifiers, dataset "
+                                        "manifests, configs) name Python code (package.module:factory) and run it. "
+                                        "Only for files you trust.")]
 
 
 @app.callback()

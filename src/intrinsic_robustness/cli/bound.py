@@ -158,8 +158,12 @@ def bound_command(
 
     if condition not in CONDITIONS:
         raise UserInputError(f"--condition {condition!r} is not one of {', '.join(CONDITIONS)}")
-    if plot is not None and plot.suffix.lower() not in PLOT_FORMATS:
-        raise UserInputError(f"--plot {plot}: use a file name ending in {', '.join(PLOT_FORMATS)}")
+    if plot is not None:
+        from intrinsic_robustness.storage import check_output
+
+        check_output(plot, "--plot")
+        if plot.suffix.lower() not in PLOT_FORMATS:
+            raise UserInputError(f"--plot {plot}: use a file name ending in {', '.join(PLOT_FORMATS)}")
     source = _lipschitz_source(lipschitz, slack, lipschitz_file, percentile)
     kwargs = {
         "lipschitz": source["lipschitz"],

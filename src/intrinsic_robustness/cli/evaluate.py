@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from intrinsic_robustness.cli.app import DeviceOpt, SeedOpt, app
+from intrinsic_robustness.cli.app import DeviceOpt, SeedOpt, TrustOpt, app
 from intrinsic_robustness.runtime import DEFAULT_DEVICE
 
 
@@ -31,13 +31,14 @@ def evaluate_command(
                                             "unit).")] = 100,
     seed: SeedOpt = 0,
     device: DeviceOpt = DEFAULT_DEVICE,
+    trust_code: TrustOpt = False,
 ) -> None:
     """Attack every test example; write natural error, robust accuracy per eps and minimal norms to FILE.json."""
     from intrinsic_robustness import api
     from intrinsic_robustness.cli.console import out as console
 
     result = api.evaluate(classifier, data, threat, out=out, generator=generator, attacks=attack, eps=eps, seed=seed,
-                          device=device, n=n, batch_size=batch_size)
+                          device=device, n=n, batch_size=batch_size, trust_code=trust_code)
     console.print(f"{result.threat}: attacks {', '.join(result.attacks)}; n={result.n}; natural error "
                   f"{result.natural_error:.3f}; {result.seconds:.1f} s")
     console.print(_table(result))

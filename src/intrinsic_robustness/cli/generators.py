@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from intrinsic_robustness.cli.app import DeviceOpt, SeedOpt, app
+from intrinsic_robustness.cli.app import DeviceOpt, SeedOpt, TrustOpt, app
 from intrinsic_robustness.runtime import DEFAULT_DEVICE
 
 
@@ -57,6 +57,7 @@ def generate(
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = DEFAULT_DEVICE,
+    trust_code: TrustOpt = False,
 ) -> None:
     """Write train/test splits (images, labels, latents) plus a manifest; prints the class counts."""
     from intrinsic_robustness import api
@@ -64,5 +65,6 @@ def generate(
     from intrinsic_robustness.data.synthetic import parse_priors
 
     manifest = api.generate(generator, out, n_train, n_test, seed, weights=generator_weights,
-                            priors=parse_priors(priors), batch_size=batch_size, device=device, overwrite=force)
+                            priors=parse_priors(priors), batch_size=batch_size, device=device, overwrite=force,
+                            trust_code=trust_code)
     emit_json({"out": str(out), **{s: manifest["splits"][s]["counts"] for s in manifest["splits"]}})

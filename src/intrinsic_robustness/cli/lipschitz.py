@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from intrinsic_robustness.cli.app import DeviceOpt, SeedOpt, app
+from intrinsic_robustness.cli.app import DeviceOpt, SeedOpt, TrustOpt, app
 from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_RADIUS
 from intrinsic_robustness.runtime import DEFAULT_DEVICE
 
@@ -37,6 +37,7 @@ def lipschitz_command(
     = None,
     restarts: Annotated[int | None, typer.Option("--restarts", help="Random ascent starts (gradient).")]
     = None,
+    trust_code: TrustOpt = False,
 ) -> None:
     """Per-class local Lipschitz values of a generator (estimates from below unless certified) -> FILE.json."""
     from intrinsic_robustness import api
@@ -46,7 +47,7 @@ def lipschitz_command(
              "ascent_steps": ascent_steps, "restarts": restarts}
     options = {k: v for k, v in given.items() if v is not None}
     result = api.lipschitz(generator, method, weights=generator_weights, seed=seed, device=device, out=out,
-                           anchors_per_class=anchors_per_class, radius=radius, **options)
+                           trust_code=trust_code, anchors_per_class=anchors_per_class, radius=radius, **options)
     console.print(_table(result))
     console.print(f"{result.note}.", style="dim")
     console.print(f"wrote {out}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from intrinsic_robustness.cli.app import app
+from intrinsic_robustness.cli.app import TrustOpt, app
 
 config_app = typer.Typer(help="Inspect pipeline configurations.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -56,8 +56,12 @@ def run_command(
     ] = None,
     device: RunDeviceOpt = None,
     seed: RunSeedOpt = None,
+    trust_code: TrustOpt = False,
 ) -> None:
-    """Run every stage of CONFIG (generator ... report); skips finished stages, resumes interrupted ones."""
+    """Run every stage of CONFIG (generator ... report); skips finished stages, resumes interrupted ones.
+
+    A config naming Python code (generator.spec or a classifier arch 'package.module:factory') runs only with
+    --trust-code, as do run-directory files that name code."""
     from intrinsic_robustness import api
     from intrinsic_robustness.cli.console import out
 
@@ -69,6 +73,7 @@ def run_command(
         device=device,
         seed=seed,
         on_event=_printer(),
+        trust_code=trust_code,
     )
     out.print(f"report: {directory / 'report' / 'report.html'}")
 
@@ -78,12 +83,13 @@ def demo_command(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the demo run goes.")] = Path("runs/demo"),
     device: RunDeviceOpt = None,
     seed: RunSeedOpt = None,
+    trust_code: TrustOpt = False,
 ) -> None:
     """Run the packaged demo (scikit-learn digits, small ACGAN, four classifiers); print the report path."""
     from intrinsic_robustness import api
     from intrinsic_robustness.cli.console import out
 
-    html = api.demo(run_dir, device=device, seed=seed, on_event=_printer())
+    html = api.demo(run_dir, device=device, seed=seed, on_event=_printer(), trust_code=trust_code)
     out.print(f"report: {html}")
 
 
@@ -108,11 +114,14 @@ def config_show(
     set_: SetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
 ) -> None:
-    """Print the resolved configuration (defaults filled in, overrides applied)."""
+    """Print the resolved configuration (defaults filled in, overrides applied), checked as 'irob run' checks it
+    (short of running code the config names)."""
     from intrinsic_robustness import api
     from intrinsic_robustness.pipeline.config import config_to_dict, to_toml
+    from intrinsic_robustness.pipeline.preflight import check_before_run
 
     resolved = api.resolve_config(config, set_ or [])
+    check_before_run(resolved, run_code=False)
     from intrinsic_robustness.cli.console import emit_json, out
 
     if as_json:

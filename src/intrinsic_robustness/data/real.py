@@ -18,6 +18,7 @@ from intrinsic_robustness.errors import UserInputError
 
 SPLITS = ("train", "test")
 NAMED = ("digits", "fashion-mnist", "mnist")
+MAX_DIMS = 4  # images are [N, H, W] (3), labels [N] (1); more is a corrupt or foreign file
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _DTYPES = {0x08: (torch.uint8, 1), 0x09: (torch.int8, 1), 0x0B: (torch.int16, 2), 0x0C: (torch.int32, 4),
            0x0D: (torch.float32, 4), 0x0E: (torch.float64, 8)}
@@ -37,13 +38,36 @@ def load_real(name: str, split: str = "train", size: int = 28) -> tuple[torch.Te
         raise UserInputError(f"size {size}: expected a positive image size")
     if name == "digits":
         images, labels = _digits(split)
-    elif name.startswith("idx:"):
+    elif check_name(name).startswith("idx:"):
         images, labels = read_idx_split(Path(name[4:]).expanduser(), split)
-    elif name in ("fashion-mnist", "mnist"):
-        images, labels = read_idx_split(find_idx_dir(name), split)
     else:
-        raise UserInputError(f"dataset {name!r}: expected digits, fashion-mnist, mnist or idx:DIR")
+        images, labels = read_idx_split(find_idx_dir(name), split)
     return resize(images, int(size)), labels
+
+
+def check_name(name: str) -> str:
+    """``name`` if it names a real dataset (digits, fashion-mnist, mnist or idx:DIR), else a one-line error."""
+    if name in NAMED or (isinstance(name, str) and name.startswith("idx:") and len(name) > 4):
+        return name
+    raise UserInputError(f"dataset {name!r}: expected digits, fashion-mnist, mnist or idx:DIR")
+
+
+def class_count(name: str) -> int:
+    """Number of classes of a real dataset (max training label + 1), reading only the labels."""
+    check_name(name)
+    if name == "digits":
+        return 10
+    directory = Path(name[4:]).expanduser() if name.startswith("idx:") else find_idx_dir(name)
+    if not directory.is_dir():
+        raise UserInputError(f"{directory}: not a directory; pass idx:DIR with the four IDX files")
+    path = _find_file(directory, "train-labels-idx1-ubyte")
+    if path is None:
+        raise UserInputError(f"{directory / 'train-labels-idx1-ubyte'}[.gz]: file not found; put the train labels "
+                             "IDX file there (standard MNIST-style name, gzipped or not)")
+    labels = read_idx(path)
+    if labels.ndim != 1 or len(labels) == 0:
+        raise UserInputError(f"{path}: expected a non-empty 1-d IDX label file, got shape {tuple(labels.shape)}")
+    return int(labels.max()) + 1
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -141,8 +165,10 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise UserInputError(f"{p}: corrupt or truncated gzip data ({exc}); download the file again") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES or data[3] == 0:
-        raise UserInputError(f"{p}: not an IDX file (bad magic number); expected MNIST-style IDX data")
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES or not 1 <= data[3] <= MAX_DIMS:
+        raise UserInputError(f"{p}: not an IDX file: bad magic number 0x{data[:4].hex() or '(empty)'} (expected "
+                             f"0x0000TTDD: a data type code and 1 to {MAX_DIMS} dimensions); "
+                             "expected MNIST-style IDX data")
     dtype, itemsize = _DTYPES[data[2]]
     ndim = data[3]
     header = 4 + 4 * ndim
@@ -151,7 +177,8 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + itemsize * _prod(dims)
     if len(data) != expected:
-        raise UserInputError(f"{p}: IDX file has {len(data)} bytes, header {dims} needs {expected}; "
+        shape = "x".join(map(str, dims))
+        raise UserInputError(f"{p}: IDX file has {len(data)} bytes, its header (shape {shape}) needs {expected}; "
                              "the file is truncated or corrupt, download it again")
     flat = torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8)
     if itemsize > 1:  # IDX is big-endian

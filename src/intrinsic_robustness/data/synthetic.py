@@ -2,7 +2,8 @@
 
 On disk (one directory): ``manifest.json`` plus safetensors shards ``{split}-{k:05d}.safetensors`` with
 ``images`` (float32, exactly decode(z, y)), ``labels`` (int64) and ``latents`` (float32). Shards are
-written one at a time, so memory stays bounded; the directory appears atomically (temp dir + rename).
+written one at a time, so memory stays bounded; the directory appears atomically (temp dir + rename). In a
+torchrun job the ranks decode blocks of each shard's batches and rank 0 writes the same bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from intrinsic_robustness.distributed import collect, is_main, main_only, share
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.hashing import file_sha256
 from intrinsic_robustness.modes import evaluating
@@ -63,9 +65,18 @@ def prior_labels(n: int, priors: Sequence[float], rng: torch.Generator) -> torch
     return torch.multinomial(p, n, replacement=True, generator=rng)
 
 
+def _decode(gen: Any, z: torch.Tensor, y: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = gen.decode(z.to(device), y.to(device)).float().cpu()
+    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise UserInputError("generator: decode produced values outside [0, 1]; fix decode's output scaling")
+    return x
+
+
 @torch.no_grad()
-def _write_split(gen: Any, tmp: Path, split: str, n: int, seed: int, priors: Sequence[float] | None,
+def _write_split(gen: Any, tmp: Path | None, split: str, n: int, seed: int, priors: Sequence[float] | None,
                  batch_size: int, shard_size: int, device: torch.device) -> dict[str, Any]:
+    """One split, shard by shard. Every rank of a torchrun job draws every latent (one CPU sequence, as a
+    single process does) and decodes its block of the shard's batches; rank 0 (``tmp`` set) writes."""
     rng = torch.Generator().manual_seed(derive_seed(seed, "dataset", split))
     k = int(gen.num_classes)
     labels = balanced_labels(n, k, rng) if priors is None else prior_labels(n, priors, rng)
@@ -73,19 +84,23 @@ def _write_split(gen: Any, tmp: Path, split: str, n: int, seed: int, priors: Seq
     with task(f"generate {split}", n) as handle:
         for index, start in enumerate(range(0, n, shard_size)):
             stop = min(n, start + shard_size)
-            xs, zs = [], []
-            for b in range(start, stop, batch_size):
-                e = min(stop, b + batch_size)
-                z = torch.randn(e - b, int(gen.latent_dim), generator=rng)  # CPU draw: same data on any device
-                x = gen.decode(z.to(device), labels[b:e].to(device)).float().cpu()
-                xs.append(x)
-                zs.append(z)
-                advance(handle, e - b)
-            x = torch.cat(xs)
-            if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-                raise UserInputError("generator: decode produced values outside [0, 1]; fix decode's output scaling")
+            spans = [(b, min(stop, b + batch_size)) for b in range(start, stop, batch_size)]
+            zs = [torch.randn(e - b, int(gen.latent_dim), generator=rng) for b, e in spans]  # CPU: any device
+
+            def decode_block(block: range, zs: list[torch.Tensor] = zs,
+                             spans: list[tuple[int, int]] = spans) -> list[torch.Tensor]:
+                xs = []
+                for i in block:
+                    xs.append(_decode(gen, zs[i], labels[spans[i][0]:spans[i][1]], device))
+                    advance(handle, len(zs[i]))
+                return xs
+
+            xs = collect(len(spans), decode_block, to_all=False)
+            if tmp is None:
+                continue
+            advance(handle, stop - start - sum(len(zs[i]) for i in share(len(spans))))  # the other ranks' part
             name = f"{split}-{index:05d}.safetensors"
-            save_tensors(tmp / name, {"images": x, "labels": labels[start:stop], "latents": torch.cat(zs)})
+            save_tensors(tmp / name, {"images": torch.cat(xs), "labels": labels[start:stop], "latents": torch.cat(zs)})
             shards.append({"file": name, "n": stop - start, "sha256": file_sha256(tmp / name)})
     counts = torch.bincount(labels, minlength=k).tolist()
     return {"n": n, "counts": counts, "shards": shards}
@@ -101,12 +116,9 @@ def generate_dataset(gen: Any, out: str | os.PathLike[str], n_train: int, n_test
         raise UserInputError(f"--n-train {n_train} --n-test {n_test}: need non-negative counts, not both zero")
     if out.exists() and not overwrite:
         raise UserInputError(f"{out} already exists; choose another --out or pass --force to replace it")
+    _check_request(gen, out, n_train + n_test, priors)
     device = torch.device(device)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the finished dataset should follow the umask
+    tmp = _temp_dir(out) if is_main() else None  # in a torchrun job rank 0 alone writes
     try:
         with evaluating(gen):
             splits = {s: _write_split(gen, tmp, s, n, seed, priors, batch_size, shard_size, device)
@@ -117,13 +129,43 @@ def generate_dataset(gen: Any, out: str | os.PathLike[str], n_train: int, n_test
             "image_shape": list(gen.image_shape), "priors": list(priors) if priors else [1.0 / k] * k,
             "generator": generator_info or {}, "splits": splits,
         }
-        write_json(tmp / "manifest.json", manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        return main_only(_publish, tmp, out, manifest)
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_request(gen: Any, out: Path, n: int, priors: Sequence[float] | None) -> None:
+    """Before anything is written: one prior per class (finite, non-negative, summing to 1), and room on disk."""
+    import math
+
+    from intrinsic_robustness.storage import check_free_space
+
+    k = int(gen.num_classes)
+    if priors is not None:
+        values = [float(p) for p in priors]
+        if len(values) != k or any(not math.isfinite(p) or p < 0 for p in values) or abs(sum(values) - 1) > 1e-6:
+            raise UserInputError(f"priors {values}: need {k} non-negative finite values (one per class of the "
+                                 "generator) summing to 1")
+    pixels = math.prod(int(s) for s in gen.image_shape)
+    check_free_space(out, float(n) * (pixels + int(gen.latent_dim) + 2) * 4, f"{n} examples")
+
+
+def _temp_dir(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the finished dataset should follow the umask
+    return tmp
+
+
+def _publish(tmp: Path, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the manifest and move the finished directory into place (rank 0); returns the manifest."""
+    write_json(tmp / "manifest.json", manifest)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
     return manifest
 
 
@@ -141,28 +183,54 @@ def load_dataset(path: str | os.PathLike[str], split: str = "test", verify: bool
     """Read one split written by :func:`generate_dataset` (``verify`` re-checks shard checksums)."""
     p = Path(path)
     manifest = read_manifest(p)
+    try:
+        entry = _split_entry(p, manifest, split)
+        parts: dict[str, list[torch.Tensor]] = {"images": [], "labels": [], "latents": []}
+        for shard in entry["shards"]:
+            f = p / str(shard["file"])
+            if verify and file_sha256(f) != shard["sha256"]:
+                raise UserInputError(f"{f}: checksum mismatch; the dataset was modified or truncated, regenerate it")
+            tensors = load_tensors(f)
+            for key in parts:
+                if key not in tensors:
+                    raise UserInputError(f"{f}: missing tensor {key!r}; regenerate the dataset")
+                parts[key].append(tensors[key])
+        return _checked_split(p, manifest, split, parts)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, UserInputError):
+            raise
+        raise UserInputError(f"{p}/manifest.json: damaged ({type(exc).__name__}: {exc}); regenerate the "
+                             "dataset") from None
+
+
+def _split_entry(p: Path, manifest: dict[str, Any], split: str) -> dict[str, Any]:
     if split not in manifest["splits"]:
         raise UserInputError(f"{p}: no split {split!r}; available: {', '.join(manifest['splits'])}")
-    parts: dict[str, list[torch.Tensor]] = {"images": [], "labels": [], "latents": []}
-    for shard in manifest["splits"][split]["shards"]:
-        f = p / shard["file"]
-        if verify and file_sha256(f) != shard["sha256"]:
-            raise UserInputError(f"{f}: checksum mismatch; the dataset was modified or truncated, regenerate it")
-        tensors = load_tensors(f)
-        for key in parts:
-            if key not in tensors:
-                raise UserInputError(f"{f}: missing tensor {key!r}; regenerate the dataset")
-            parts[key].append(tensors[key])
-    info = {**manifest, "split": split}
-    k = int(manifest["num_classes"])
-    if not parts["images"]:
-        shape = manifest["image_shape"]
-        return SyntheticDataset(torch.zeros(0, *shape), torch.zeros(0, dtype=torch.long),
-                                torch.zeros(0, int(manifest["latent_dim"])), info)
-    ds = SyntheticDataset(torch.cat(parts["images"]), torch.cat(parts["labels"]), torch.cat(parts["latents"]), info)
-    if len(ds) and (ds.labels.min() < 0 or ds.labels.max() >= k):
+    return manifest["splits"][split]
+
+
+def _checked_split(p: Path, manifest: dict[str, Any], split: str,
+                   parts: dict[str, list[torch.Tensor]]) -> SyntheticDataset:
+    """The split's tensors, which must agree with the manifest: counts per shard and class, shapes, labels."""
+    k, shape = int(manifest["num_classes"]), tuple(int(s) for s in manifest["image_shape"])
+    latent_dim, entry = int(manifest["latent_dim"]), manifest["splits"][split]
+    if parts["images"]:
+        images, labels, latents = (torch.cat(parts[key]) for key in ("images", "labels", "latents"))
+    else:
+        images, labels, latents = torch.zeros(0, *shape), torch.zeros(0, dtype=torch.long), torch.zeros(0, latent_dim)
+    if [len(t) for t in parts["labels"]] != [int(s["n"]) for s in entry["shards"]] or len(labels) != int(entry["n"]) \
+            or len(images) != len(labels) or tuple(images.shape[1:]) != shape or tuple(latents.shape) != (
+                len(labels), latent_dim):
+        raise UserInputError(f"{p}/manifest.json: the {split} split should hold {entry['n']} examples of shape "
+                             f"{list(shape)} with {latent_dim}-d latents, its shards hold {len(labels)} of shape "
+                             f"{list(images.shape[1:])}; the dataset was edited, regenerate it")
+    if len(labels) and (labels.min() < 0 or labels.max() >= k):
         raise UserInputError(f"{p}: labels outside 0..{k - 1}; regenerate the dataset")
-    return ds
+    counts = torch.bincount(labels.long(), minlength=k).tolist()
+    if [int(c) for c in entry["counts"]] != counts:
+        raise UserInputError(f"{p}/manifest.json: {split} class counts {entry['counts']} differ from the labels in the "
+                             f"shards {counts}; the dataset was edited, regenerate it")
+    return SyntheticDataset(images, labels, latents, {**manifest, "split": split})
 
 
 def parse_priors(text: str | None) -> list[float] | None:

@@ -3,12 +3,15 @@
 Robust error at eps = natural error OR a verified adversarial point within eps (norm <= eps + 1e-5), so one
 run gives the whole robustness curve. Batches are attacked in dataset order and saved as they finish, so an
 interrupted run resumes (same settings) without redoing finished batches; per-example seeds make the answer
-independent of the batch split.
+independent of the batch split. In a torchrun job the batches are split across ranks and gathered in order,
+so every rank returns the single-process result and rank 0 writes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -20,13 +23,15 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.attacks import build_attack, invert_latents, parse_attack_names
+from intrinsic_robustness.distributed import collect, main_only
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.evaluation.result import KEEP_EXAMPLES, EvalResult
 from intrinsic_robustness.evaluation.store import PartialStore, outputs_for
 from intrinsic_robustness.hashing import canonical_hash, state_checksum, tensor_digest
+from intrinsic_robustness.models import check_classifier
 from intrinsic_robustness.progress import advance, task
 from intrinsic_robustness.runtime import resolve_device
-from intrinsic_robustness.storage import read_json
+from intrinsic_robustness.storage import check_output, clean_on_failure, exclusive, read_json
 from intrinsic_robustness.threat import DEFAULT_EPS, THREATS, robust_accuracy
 
 log = logging.getLogger(__name__)
@@ -75,8 +80,10 @@ def _load_data(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor |
     return images, labels, getattr(dataset, "latents", None), dict(getattr(dataset, "manifest", {}) or {}), None
 
 
-def _manifest_generator(manifest: dict[str, Any], data_dir: Path | None, device: torch.device) -> nn.Module:
-    """The generator recorded in a dataset manifest (checked against its weights checksum)."""
+def _manifest_generator(manifest: dict[str, Any], data_dir: Path | None, device: torch.device,
+                        trust_code: bool = False) -> nn.Module:
+    """The generator recorded in a dataset manifest (checked against its weights checksum); a factory it names
+    is code named by a file, so it loads only with ``trust_code``."""
     from intrinsic_robustness.generators.load import load_generator
 
     info = manifest.get("generator") or {}
@@ -85,32 +92,37 @@ def _manifest_generator(manifest: dict[str, Any], data_dir: Path | None, device:
         raise UserInputError("in-distribution: the dataset manifest names no generator; pass --generator")
     if data_dir is not None and not Path(spec).exists() and (data_dir.parent / spec).is_dir():
         spec = str(data_dir.parent / spec)
-    gen = load_generator(spec, info.get("weights"), device=device)
+    source = str(data_dir / "manifest.json") if data_dir is not None else "dataset manifest"
+    gen = load_generator(spec, info.get("weights"), device=device, trust_code=trust_code, named_by=source)
     expected = info.get("weights_sha256")
     if expected and state_checksum(gen.state_dict()) != expected:
         raise UserInputError(f"generator {spec}: weights differ from those that made the dataset; pass --generator")
     return gen
 
 
-def _load_classifier(classifier: nn.Module | str | os.PathLike[str], device: torch.device) -> tuple[nn.Module, bool]:
+def _load_classifier(classifier: nn.Module | str | os.PathLike[str], device: torch.device,
+                     trust_code: bool = False) -> tuple[nn.Module, bool]:
     """The model on ``device`` and whether its saved config says it was trained with the certified method."""
     if isinstance(classifier, nn.Module):
         return classifier.to(device), False
     from intrinsic_robustness.models import load_classifier
 
-    model = load_classifier(str(classifier), device=device)
+    model = load_classifier(str(classifier), device=device, trust_code=trust_code)
     config = Path(classifier) / "config.json"
     certified = config.is_file() and read_json(config).get("method") == "certified"
     return model, certified
 
 
 def _inputs(classifier: Any, dataset: Any, generator: Any, threat: str, n: int | None,
-            device: torch.device) -> _Inputs:
-    model, certified = _load_classifier(classifier, device)
+            device: torch.device, trust_code: bool = False) -> _Inputs:
+    model, certified = _load_classifier(classifier, device, trust_code)
     images, labels, latents, manifest, data_dir = _load_data(dataset)
     if n is not None:
         if n < 1:
             raise UserInputError(f"--n {n}: expected a positive number of examples")
+        if n > len(images):
+            raise UserInputError(f"--n {n}: the test split has only {len(images)} examples; pass --n {len(images)} "
+                                 "or less (or leave --n out to evaluate all)")
         images, labels = images[:n], labels[:n]
         latents = None if latents is None else latents[:n]
     if len(images) == 0:
@@ -120,8 +132,9 @@ def _inputs(classifier: Any, dataset: Any, generator: Any, threat: str, n: int |
         if isinstance(generator, str):
             from intrinsic_robustness.generators.load import load_generator
 
-            generator = load_generator(generator, device=device)
-        gen = generator.to(device) if generator is not None else _manifest_generator(manifest, data_dir, device)
+            generator = load_generator(generator, device=device, trust_code=trust_code)
+        gen = generator.to(device) if generator is not None else \
+            _manifest_generator(manifest, data_dir, device, trust_code)
     num_classes = int(manifest.get("num_classes", 0)) or int(getattr(gen, "num_classes", 0)) \
         or int(labels.max()) + 1
     return _Inputs(model, images.float(), labels.long(), latents, num_classes, gen, certified)
@@ -170,20 +183,25 @@ def evaluate(classifier: nn.Module | str, dataset: Any, generator: nn.Module | s
              eps: Sequence[float] = DEFAULT_EPS, n: int | None = None, batch_size: int = 100, seed: int = 0,
              device: str | torch.device = "cpu", out: str | os.PathLike[str] | None = None,
              attack_options: Mapping[str, Mapping[str, Any]] | None = None,
-             certify: bool | None = None, inversion: Mapping[str, Any] | None = None) -> EvalResult:
+             certify: bool | None = None, inversion: Mapping[str, Any] | None = None,
+             trust_code: bool = False) -> EvalResult:
     """Attack ``classifier`` on ``dataset`` (a generated dataset dir, a real-data name or an object with
-    images/labels/latents); ``out`` (a .json path) saves the result and makes the run resumable by batch."""
+    images/labels/latents); ``out`` (a .json path) saves the result and makes the run resumable by batch.
+    ``trust_code``: let files (a classifier's config.json, the dataset manifest) name user code."""
     start_time = time.perf_counter()
     if threat not in THREATS:
         raise UserInputError(f"--threat {threat!r} is not one of {', '.join(THREATS)}")
     eps = sorted({float(e) for e in eps})
-    if not eps or eps[0] <= 0:
-        raise UserInputError(f"--eps {eps}: give at least one positive eps")
+    if not eps or eps[0] <= 0 or not math.isfinite(eps[-1]):
+        raise UserInputError(f"--eps {eps}: give at least one eps, each positive and finite")
     if batch_size < 1:
         raise UserInputError(f"--batch-size {batch_size}: expected a positive integer")
+    if out is not None:
+        check_output(out, "--out")
     dev = resolve_device(device)
     names = parse_attack_names(attacks, threat)
-    inp = _inputs(classifier, dataset, generator, threat, n, dev)
+    inp = _inputs(classifier, dataset, generator, threat, n, dev, trust_code)
+    _check_fits(inp, classifier)
     if certify is not None:
         inp.certify = bool(certify)
     attack = build_attack(names, threat, eps=eps, generator=inp.generator, options=attack_options)
@@ -191,25 +209,68 @@ def evaluate(classifier: nn.Module | str, dataset: Any, generator: nn.Module | s
                 "batch_size": batch_size, "seed": seed, "certify": inp.certify, "inversion": inversion or {},
                 "model": _module_digest(inp.model), "generator": _module_digest(inp.generator),
                 "data": tensor_digest(inp.images, inp.labels, *([] if inp.latents is None else [inp.latents]))}
+    with _one_writer(out):
+        return _run_batches(inp, attack, settings, out, dev, start_time)
+
+
+def _one_writer(out: str | os.PathLike[str] | None) -> contextlib.AbstractContextManager[None]:
+    """Lock ``out``'s partial directory (one writer per output), removed again if nothing was done."""
+    if out is None:
+        return contextlib.nullcontext()
+    partial = outputs_for(out)[2]
+    stack = contextlib.ExitStack()
+    stack.enter_context(clean_on_failure(partial))
+    stack.enter_context(exclusive(partial, f"evaluation output {out}"))
+    return stack
+
+
+def _check_fits(inp: _Inputs, classifier: Any) -> None:
+    """The classifier must take the data's images and give one logit per class: one line before any attack."""
+    shape = tuple(int(s) for s in inp.images.shape[1:])
+    name = type(classifier).__name__ if isinstance(classifier, nn.Module) else str(classifier)
+    config = None if isinstance(classifier, nn.Module) else Path(classifier) / "config.json"
+    saved = read_json(config).get("image_shape") if config is not None and config.is_file() else None
+    if isinstance(saved, list) and tuple(saved) != shape:
+        show = "x".join
+        raise UserInputError(f"classifier {name}: trained on {show(map(str, saved))} images, the data has "
+                             f"{show(map(str, shape))} images; evaluate it on data of its own size")
+    check_classifier(inp.model, inp.num_classes, shape, f"classifier {name}")
+
+
+def _run_batches(inp: _Inputs, attack: Any, settings: dict[str, Any], out: str | os.PathLike[str] | None,
+                 dev: torch.device, start_time: float) -> EvalResult:
+    """Attack every batch not already in the partial store, then summarise (and save when ``out`` is given)."""
     store = PartialStore(None if out is None else outputs_for(out)[2], canonical_hash(settings))
     previous = store.seconds()
-    parts = []
-    options = {"inversion": dict(inversion or {}), "certify": {}}
+    threat, names, eps, seed = settings["threat"], settings["attacks"], settings["eps"], settings["seed"]
+    batch_size = settings["batch_size"]
+    options = {"inversion": dict(settings["inversion"]), "certify": {}}
     total = len(inp.labels)
-    with task(f"evaluate {threat}", total) as handle:
-        for k, first in enumerate(range(0, total, batch_size)):
-            rows = slice(first, min(total, first + batch_size))
+    spans = [slice(first, min(total, first + batch_size)) for first in range(0, total, batch_size)]
+
+    def attack_block(block: range) -> list[dict[str, torch.Tensor]]:
+        """This rank's batches (all of them for a single process), each loaded if saved, else attacked."""
+        parts = []
+        for k in block:
             part = store.load(k)
             if part is None:
-                part = _attack_batch(inp, attack, rows, dev, seed, eps, options)
+                part = _attack_batch(inp, attack, spans[k], dev, seed, eps, options)
                 store.save(k, part, previous + time.perf_counter() - start_time)
             parts.append(part)
-            advance(handle, rows.stop - rows.start)
+            advance(handle, spans[k].stop - spans[k].start)
+        return parts
+
+    with task(f"evaluate {threat}", total) as handle:
+        parts = collect(len(spans), attack_block)  # in a torchrun job: split across ranks, gathered in order
     result = _summarise(parts, inp, threat, names, eps, previous + time.perf_counter() - start_time)
     if out is not None:
-        result.save(out, x=torch.cat([p["x"] for p in parts if "x" in p])[:KEEP_EXAMPLES])
-        store.remove()
+        main_only(_save, result, out, torch.cat([p["x"] for p in parts if "x" in p])[:KEEP_EXAMPLES], store)
     return result
+
+
+def _save(result: EvalResult, out: str | os.PathLike[str], x: torch.Tensor, store: PartialStore) -> None:
+    result.save(out, x=x)
+    store.remove()
 
 
 def _summarise(parts: list[dict[str, torch.Tensor]], inp: _Inputs, threat: str, names: list[str],

@@ -4,6 +4,9 @@ A spec is one of: a directory written by :func:`save_generator` (``generator.jso
 architecture + ``generator.safetensors``), ``package.module:factory`` (optionally with a weights file:
 safetensors, or a torch state dict read with ``weights_only=True``), or the names ``affine`` and
 ``biggan128``. Weights always load strictly: missing or unexpected keys are a one-line error.
+
+A file never runs code by itself: a ``generator.json`` naming ``"architecture": "factory"`` (or a factory spec
+read from another file, ``named_by``) loads only with ``trust_code=True`` (see ``plugins.require_trust``).
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from torch import nn
 
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.generators.families import FAMILIES, NAMED
-from intrinsic_robustness.generators.protocol import check_generator
+from intrinsic_robustness.generators.protocol import CONTRACT, check_generator
 from intrinsic_robustness.hashing import state_checksum
-from intrinsic_robustness.plugins import build_from_factory, is_factory_spec
+from intrinsic_robustness.plugins import build_from_factory, is_factory_spec, require_trust
 from intrinsic_robustness.storage import read_json, save_tensors, write_json
 from intrinsic_robustness.weights import load_state_strict, read_weights
 
@@ -40,20 +43,26 @@ def save_generator(gen: nn.Module, directory: str | os.PathLike[str], config: di
     return directory
 
 
-def load_generator(spec: str, weights: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
-    """Build the generator named by ``spec``, load ``weights`` strictly, move it to ``device`` and check it."""
+def load_generator(spec: str, weights: str | None = None, device: str | torch.device = "cpu",
+                   trust_code: bool = False, named_by: str | None = None) -> nn.Module:
+    """Build the generator named by ``spec``, load ``weights`` strictly, move it to ``device`` and check it.
+
+    ``named_by``: the file ``spec`` was read from (a manifest, a config); a factory it names, like a factory in
+    a saved ``generator.json``, loads only with ``trust_code``. A spec typed by the user needs no trust.
+    """
     spec = str(spec)
+    if not spec.strip():
+        raise UserInputError("generator spec '': empty; give a directory saved by irob, 'package.module:factory' "
+                             f"or one of {', '.join(NAMED.names())}")
     path = Path(spec).expanduser()
     if path.is_dir():
-        gen = _from_directory(path, weights)
+        gen = _from_directory(path, weights, trust_code)
     elif spec in NAMED:
         gen = NAMED.get(spec)(weights)
     elif is_factory_spec(spec):
-        gen = build_from_factory(spec, what="generator")
-        if not isinstance(gen, nn.Module):
-            raise UserInputError(f"generator spec {spec!r}: the factory returned {type(gen).__name__}, "
-                                 "expected a torch.nn.Module")
-        gen = _with_weights(gen, weights)
+        if named_by is not None:
+            require_trust(named_by, spec, trust_code)
+        gen = _with_weights(_module(build_from_factory(spec, what="generator"), spec), weights)
     elif path.exists() or os.sep in spec or spec.startswith("."):
         raise UserInputError(f"generator spec {spec!r}: not a directory written by irob "
                              f"(expected {CONFIG_FILE} and {WEIGHTS_FILE} inside)")
@@ -63,35 +72,58 @@ def load_generator(spec: str, weights: str | None = None, device: str | torch.de
     gen = gen.to(torch.device(device)).eval()
     for p in gen.parameters():
         p.requires_grad_(False)
-    check_generator(gen, name=f"generator {spec!r}")
+    try:
+        check_generator(gen, name=f"generator {spec!r}")
+    except UserInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code (decode, sample_latent) may raise anything
+        raise UserInputError(f"generator {spec!r}: the contract check raised {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}; a generator needs {CONTRACT}") from None
     return gen
 
 
-def _from_directory(path: Path, weights: str | None) -> nn.Module:
+def _module(gen: object, spec: str) -> nn.Module:
+    if not isinstance(gen, nn.Module):
+        raise UserInputError(f"generator spec {spec!r}: the factory returned {type(gen).__name__}, "
+                             "expected a torch.nn.Module")
+    return gen
+
+
+def _from_directory(path: Path, weights: str | None, trust_code: bool = False) -> nn.Module:
     if not (path / CONFIG_FILE).is_file():
         raise UserInputError(f"{path}: no {CONFIG_FILE}; pass a directory written by 'irob train-generator' "
                              "or save_generator")
     config = read_json(path / CONFIG_FILE)
-    gen = build_from_config(config, source=str(path / CONFIG_FILE))
+    if not isinstance(config, dict):
+        raise UserInputError(f"{path / CONFIG_FILE}: expected a JSON object naming the architecture")
+    gen = build_from_config(config, source=str(path / CONFIG_FILE), trust_code=trust_code)
     return _with_weights(gen, weights or str(path / WEIGHTS_FILE))
 
 
-def build_from_config(config: Mapping[str, Any], source: str = "config") -> nn.Module:
-    """Rebuild an (untrained) generator from the ``architecture`` entry of a saved config."""
+def build_from_config(config: Mapping[str, Any], source: str = "config", trust_code: bool = False) -> nn.Module:
+    """Rebuild an (untrained) generator from the ``architecture`` entry of a saved config.
+
+    Built-in architectures (``FAMILIES``) only, unless ``trust_code``: then ``"factory"`` may name user code.
+    """
     arch = config.get("architecture")
     if arch != "factory" and arch not in FAMILIES:
         raise UserInputError(f"{source}: unknown architecture {arch!r}; expected one of "
                              f"{', '.join(FAMILIES.names())} or factory")
     try:
         if arch == "factory":
-            return build_from_factory(str(config["factory"]), what="generator", **dict(config.get("kwargs", {})))
+            spec = str(config["factory"])
+            require_trust(source, spec, trust_code)
+            kwargs = config.get("kwargs", {})
+            if not isinstance(kwargs, dict):
+                raise UserInputError(f"{source}: kwargs must be a JSON object of keyword arguments")
+            return _module(build_from_factory(spec, what="generator", **kwargs), spec)
         return FAMILIES.get(str(arch))(config)
     except KeyError as exc:
         raise UserInputError(f"{source}: missing entry {exc} for architecture {arch!r}") from None
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, UserInputError):
-            raise
-        raise UserInputError(f"{source}: cannot build architecture {arch!r} ({exc})") from None
+    except UserInputError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise UserInputError(f"{source}: cannot build architecture {arch!r} ({' '.join(str(exc).split())})") from None
 
 
 def _with_weights(gen: nn.Module, weights: str | None) -> nn.Module:

@@ -1,7 +1,8 @@
 """What every Lipschitz estimator is: an object with its own options that turns anchors into per-anchor values.
 
 ``values(gen, anchors, label, radius, seed)`` returns one value per anchor of class ``label`` (an estimate
-from below unless ``certified``) and the number of generator evaluations it spent. Options are constructor
+from below unless ``certified``) and the number of generator evaluations it spent; an estimator that can
+be split inside a class also takes ``first=`` and says so through ``chunk_size()``. Options are constructor
 arguments, checked there with one-line errors; ``parameters()`` is what a result file records of them.
 """
 
@@ -33,6 +34,12 @@ class Estimator:
 
     def parameters(self) -> dict[str, Any]:
         return {}
+
+    def chunk_size(self) -> int | None:
+        """Anchors one internal batch holds, for estimators whose ``values`` also takes ``first`` (the class
+        index of ``anchors[0]``, which names each anchor's draws); several processes then split a class at
+        multiples of it and get the single-process numbers. None (the default): split by whole classes."""
+        return None
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

@@ -1,7 +1,9 @@
 """``estimate_lipschitz``: shared anchors, input checks, eval-mode handling, and the per-class loop.
 
 The method is any registered estimator (``ESTIMATORS`` in :mod:`intrinsic_robustness.lipschitz`) or an
-:class:`~intrinsic_robustness.lipschitz.base.Estimator` object; options go to that estimator only.
+:class:`~intrinsic_robustness.lipschitz.base.Estimator` object; options go to that estimator only. Under a
+torchrun job of several processes the anchors are split across ranks (see :func:`work_units`) and every
+rank returns the single-process result.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import torch
 
+from intrinsic_robustness.distributed import collect, is_distributed
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.generators.protocol import ATTRIBUTES, CONTRACT, draw_latents
 from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_RADIUS, Estimator, positive_int
@@ -67,19 +70,71 @@ def estimate_lipschitz(gen: torch.nn.Module, method: str | Estimator = "sampling
     if module_device(gen) != dev:
         gen.to(dev)
     started = time.perf_counter()
-    per_class, evaluations = [], 0
     with frozen(gen):
-        for label in labels:
-            z = class_anchors(gen, label, anchors_per_class, seed).to(dev)
-            values, used = estimator.values(gen, z, label, float(radius), seed)
-            per_class.append(ClassLipschitz.from_values(label, values))
-            evaluations += used
+        if is_distributed():
+            per_class, evaluations = _sharded(gen, estimator, labels, anchors_per_class, float(radius), seed, dev)
+        else:
+            per_class, evaluations = [], 0
+            for label in labels:
+                z = class_anchors(gen, label, anchors_per_class, seed).to(dev)
+                values, used = estimator.values(gen, z, label, float(radius), seed)
+                per_class.append(ClassLipschitz.from_values(label, values))
+                evaluations += used
     parameters = {"anchors_per_class": anchors_per_class, "seed": seed, "classes": labels,
                   "num_classes": int(gen.num_classes), "latent_dim": int(gen.latent_dim),  # type: ignore[arg-type]
                   "evaluation_rule": EVALUATION_RULE, **estimator.parameters()}
     return LipschitzResult(method=estimator.name, radius=float(radius), parameters=parameters,
                            per_class=tuple(per_class), generator_evaluations=int(evaluations),
                            seconds=time.perf_counter() - started, certified=estimator.certified)
+
+
+def work_units(labels: Sequence[int], n: int, chunk: int | None) -> list[tuple[int, int, int]]:
+    """(class, first, stop) pieces of the anchors, in class order: the estimator's own chunks, or whole classes."""
+    step = n if chunk is None else max(1, int(chunk))
+    return [(label, lo, min(n, lo + step)) for label in labels for lo in range(0, n, step)]
+
+
+def _sharded(gen: torch.nn.Module, estimator: Estimator, labels: list[int], n: int, radius: float, seed: int,
+             dev: torch.device) -> tuple[list[ClassLipschitz], int]:
+    """The per-class loop split over a torchrun job: each rank takes a block of units, every rank gets all.
+
+    A unit is one of the estimator's internal chunks, so each rank repeats exactly the single-process
+    computation of its chunks (same anchors, same draws named by class index, same batch shapes).
+    """
+    units = work_units(labels, n, estimator.chunk_size())
+
+    def compute(block: range) -> list[tuple[torch.Tensor, int]]:
+        out: list[tuple[torch.Tensor, int]] = []
+        for label, lo, hi, members in _runs([units[i] for i in block]):
+            z = class_anchors(gen, label, n, seed)[lo:hi].to(dev)
+            if estimator.chunk_size() is None:
+                values, used = estimator.values(gen, z, label, radius, seed)
+            else:
+                values, used = estimator.values(gen, z, label, radius, seed, first=lo)  # type: ignore[call-arg]
+            values = values.detach().cpu()
+            for k, (_, a, b) in enumerate(members):  # the run's evaluation count rides on its last unit
+                out.append((values[a - lo:b - lo], used if k == len(members) - 1 else 0))
+        return out
+
+    pieces = collect(len(units), compute)
+    per_class, evaluations = [], 0
+    for label in labels:
+        mine = [p for u, p in zip(units, pieces, strict=True) if u[0] == label]
+        per_class.append(ClassLipschitz.from_values(label, torch.cat([v for v, _ in mine])))
+        evaluations += sum(used for _, used in mine)
+    return per_class, evaluations
+
+
+def _runs(units: list[tuple[int, int, int]]) -> list[tuple[int, int, int, list[tuple[int, int, int]]]]:
+    """Consecutive units of one class merged into (class, first, stop, members): one estimator call each."""
+    runs: list[tuple[int, int, int, list[tuple[int, int, int]]]] = []
+    for unit in units:
+        if runs and runs[-1][0] == unit[0] and runs[-1][2] == unit[1]:
+            label, lo, _, members = runs[-1]
+            runs[-1] = (label, lo, unit[2], [*members, unit])
+        else:
+            runs.append((unit[0], unit[1], unit[2], [unit]))
+    return runs
 
 
 def _check_generator_like(gen: object) -> None:

@@ -48,9 +48,12 @@ class GradientEstimator(Estimator):
         self.batch_size = positive_int("batch_size", batch_size)
 
     def values(self, gen: torch.nn.Module, anchors: torch.Tensor, label: int, radius: float,
-               seed: int) -> tuple[torch.Tensor, int]:
+               seed: int, first: int = 0) -> tuple[torch.Tensor, int]:
         return gradient_values(gen, anchors, label, radius, seed, self.batch_size, self.power_iters,
-                               self.ascent_steps, self.restarts)
+                               self.ascent_steps, self.restarts, first)
+
+    def chunk_size(self) -> int:
+        return max(1, self.batch_size // (1 + self.restarts))
 
     def parameters(self) -> dict[str, Any]:
         return {"power_iters": self.power_iters, "ascent_steps": self.ascent_steps, "restarts": self.restarts,
@@ -66,8 +69,10 @@ def evaluations_per_anchor(power_iters: int, ascent_steps: int, restarts: int,
 
 def gradient_values(gen: torch.nn.Module, anchors: torch.Tensor, label: int, radius: float, seed: int,
                     batch_size: int, power_iters: int, ascent_steps: int,
-                    restarts: int) -> tuple[torch.Tensor, int]:
-    """Per-anchor estimates (max of power-iteration and ascent values) and generator evaluations used."""
+                    restarts: int, first: int = 0) -> tuple[torch.Tensor, int]:
+    """Per-anchor estimates (max of power-iteration and ascent values) and generator evaluations used.
+
+    ``first`` is the class index of ``anchors[0]``: anchor i's draws are named by ``first + i``."""
     n = anchors.shape[0]
     per_chunk = max(1, batch_size // (1 + restarts))
     values = torch.zeros(n, dtype=torch.float32, device=anchors.device)
@@ -75,8 +80,8 @@ def gradient_values(gen: torch.nn.Module, anchors: torch.Tensor, label: int, rad
     with task(f"gradient class {label}", n) as progress:
         for start in range(0, n, per_chunk):
             idx = list(range(start, min(n, start + per_chunk)))
-            chunk_values, used = _chunk(gen, anchors[idx], idx, label, radius, seed, power_iters,
-                                        ascent_steps, restarts)
+            chunk_values, used = _chunk(gen, anchors[idx], [first + i for i in idx], label, radius, seed,
+                                        power_iters, ascent_steps, restarts)
             values[start:start + len(idx)] = chunk_values
             evaluations += used
             advance(progress, len(idx))

@@ -42,9 +42,12 @@ class SamplingEstimator(Estimator):
         return neighbor_offsets(seed, label, index, self.neighbors, latent_dim, radius)
 
     def values(self, gen: torch.nn.Module, anchors: torch.Tensor, label: int, radius: float,
-               seed: int) -> tuple[torch.Tensor, int]:
-        values, used = sampling_values(gen, anchors, label, radius, self, seed)
+               seed: int, first: int = 0) -> tuple[torch.Tensor, int]:
+        values, used = sampling_values(gen, anchors, label, radius, self, seed, first)
         return values * self.scale, used
+
+    def chunk_size(self) -> int:
+        return max(1, self.batch_size // self.neighbors)
 
     def parameters(self) -> dict[str, Any]:
         return {"neighbors": self.neighbors}
@@ -83,12 +86,12 @@ def orthant_offsets(seed: int, label: int, index: int, neighbors: int, latent_di
 
 
 def sampling_values(gen: torch.nn.Module, anchors: torch.Tensor, label: int, radius: float,
-                    estimator: SamplingEstimator, seed: int) -> tuple[torch.Tensor, int]:
+                    estimator: SamplingEstimator, seed: int, first: int = 0) -> tuple[torch.Tensor, int]:
     """Per-anchor maxima of the difference quotient over ``neighbors`` random neighbours.
 
     Work is a stream of (anchor, neighbour) pairs decoded ``batch_size`` at a time, so memory stays bounded
-    for any neighbour count; the draws depend only on (seed, class, anchor index), never on the batching.
-    Returns the values and the number of generator evaluations (one per decoded latent).
+    for any neighbour count; the draws depend only on (seed, class, anchor index ``first + i``), never on the
+    batching. Returns the values and the number of generator evaluations (one per decoded latent).
     """
     n, latent_dim = anchors.shape
     neighbors, batch_size = estimator.neighbors, estimator.batch_size
@@ -100,7 +103,7 @@ def sampling_values(gen: torch.nn.Module, anchors: torch.Tensor, label: int, rad
         for start in range(0, n, per_chunk):
             idx = torch.arange(start, min(n, start + per_chunk), device=device)
             base = decode_flat(gen, anchors[idx], label)
-            offsets = torch.cat([estimator.offsets(seed, label, int(i), latent_dim, radius)
+            offsets = torch.cat([estimator.offsets(seed, label, first + int(i), latent_dim, radius)
                                  for i in idx.tolist()]).to(device=device, dtype=anchors.dtype)
             owner = torch.arange(len(idx), device=device).repeat_interleave(neighbors)
             for lo in range(0, offsets.shape[0], batch_size):

@@ -142,7 +142,7 @@ ARCHITECTURES.register("fidelity-cnn", fidelity_cnn, certifiable=False)
 
 def _call_factory(spec: str, num_classes: int, image_shape: Sequence[int]) -> nn.Module:
     """Call a user factory, passing ``num_classes``/``image_shape`` only where its signature takes them."""
-    from intrinsic_robustness.plugins import resolve_factory
+    from intrinsic_robustness.plugins import call_factory, resolve_factory
 
     factory = resolve_factory(spec, "arch")
     try:
@@ -152,10 +152,7 @@ def _call_factory(spec: str, num_classes: int, image_shape: Sequence[int]) -> nn
     takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     offered = {"num_classes": int(num_classes), "image_shape": tuple(int(s) for s in image_shape)}
     kwargs = {k: v for k, v in offered.items() if takes_all or k in params}
-    try:
-        return factory(**kwargs)
-    except TypeError as exc:
-        raise UserInputError(f"arch spec {spec!r}: calling the factory failed ({exc})") from None
+    return call_factory(spec, factory, "arch", **kwargs)
 
 
 def check_classifier(model: object, num_classes: int, image_shape: Sequence[int], what: str) -> nn.Module:

@@ -2,7 +2,8 @@
 
 Weights are read as safetensors (or, for foreign state dicts, ``torch.load(weights_only=True)``); nothing
 that can execute code is unpickled. The config names the architecture, so loading rebuilds the network
-and checks every weight name and shape, failing with one line on a mismatch.
+and checks every weight name and shape, failing with one line on a mismatch. A config naming user code
+(``package.module:factory``) loads only with ``trust_code=True``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.models.architectures import build_architecture
+from intrinsic_robustness.models.architectures import ARCHITECTURES, build_architecture
+from intrinsic_robustness.plugins import build_from_factory, is_factory_spec, require_trust
 from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, write_json
 from intrinsic_robustness.weights import load_state_strict, read_weights
 
@@ -49,29 +51,44 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
     return model
 
 
-def _from_directory(path: Path) -> nn.Module:
+def _from_directory(path: Path, trust_code: bool = False) -> nn.Module:
     if not (path / CONFIG_FILE).is_file():
         raise UserInputError(f"classifier {path}: no {CONFIG_FILE}; pass a directory written by "
                              "'irob train-classifier' (an unfinished run has only a checkpoint; rerun to finish it)")
+    source = f"{path / CONFIG_FILE}"
     config = read_json(path / CONFIG_FILE)
-    if config.get("format") != FORMAT:
-        raise UserInputError(f"classifier {path}/{CONFIG_FILE}: format {config.get('format')!r}, expected {FORMAT!r}")
-    model = build_architecture(str(config["arch"]), int(config["num_classes"]), config["image_shape"])
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        got = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise UserInputError(f"classifier {source}: format {got!r}, expected {FORMAT!r}")
+    try:
+        arch, num_classes, shape = str(config["arch"]), int(config["num_classes"]), list(config["image_shape"])
+    except KeyError as exc:
+        raise UserInputError(f"classifier {source}: missing entry {exc}; the file is damaged, retrain") from None
+    except (TypeError, ValueError) as exc:
+        raise UserInputError(f"classifier {source}: bad arch/num_classes/image_shape ({exc})") from None
+    if arch not in ARCHITECTURES:
+        if not is_factory_spec(arch):
+            raise UserInputError(f"classifier {source}: unknown architecture {arch!r}; expected one of "
+                                 f"{', '.join(ARCHITECTURES.names())}")
+        require_trust(source, arch, trust_code)
+    model = build_architecture(arch, num_classes, shape)
     return load_weights(model, load_tensors(path / WEIGHTS_FILE), str(path / WEIGHTS_FILE))
 
 
 def load_classifier(spec: str | os.PathLike[str], device: str | torch.device = "cpu",
-                    weights: str | os.PathLike[str] | None = None) -> nn.Module:
+                    weights: str | os.PathLike[str] | None = None, trust_code: bool = False) -> nn.Module:
     """A classifier in eval mode on ``device`` from a saved directory or a ``module:factory`` spec.
 
-    ``weights`` (optional) replaces the weights: safetensors, or a foreign weights-only state dict.
+    ``weights`` (optional) replaces the weights: safetensors, or a foreign weights-only state dict. A saved
+    directory whose ``config.json`` names a factory (user code) loads only with ``trust_code``.
     """
-    from intrinsic_robustness.plugins import build_from_factory, is_factory_spec
-
     text = os.fspath(spec)
     path = Path(text)
+    if not text.strip():
+        raise UserInputError("classifier '': empty; give a directory written by 'irob train-classifier' or "
+                             "'package.module:factory'")
     if path.is_dir():
-        model = _from_directory(path)
+        model = _from_directory(path, trust_code)
     elif is_factory_spec(text):
         model = build_from_factory(text, "classifier")
         if not isinstance(model, nn.Module):

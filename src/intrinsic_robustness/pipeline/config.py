@@ -13,10 +13,19 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_RADIUS
+from intrinsic_robustness.pipeline.options import (
+    CLASSIFIER_SET,
+    EVALUATION_SET,
+    GENERATOR_SET,
+    INVERSION_SET,
+    as_validation_error,
+    check_attack_options,
+    check_options,
+)
 from intrinsic_robustness.runtime import DEFAULT_DEVICE
 from intrinsic_robustness.threat import DEFAULT_EPS, THREATS
 
@@ -40,12 +49,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def check_device(value: str, flag: str = "--device") -> str:
+    """A device name (auto, cpu, cuda, cuda:N), lower-cased; else a one-line error naming ``flag``."""
+    name = str(value).strip().lower()
+    if not _DEVICE.match(name):
+        raise UserInputError(f"{flag} {value!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return name
+
+
 class RunConfig(_Section):
     """Run-wide settings: base seed (every stage derives its own) and device."""
 
     name: str = "run"
     seed: int = 0
     device: str = DEFAULT_DEVICE
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} must be letters, digits, '_', '-' or '.' and start with a letter or digit "
+                             "(it names the directory runs/NAME)")
+        return value
 
     @field_validator("device")
     @classmethod
@@ -72,8 +97,16 @@ class GeneratorConfig(_Section):
 
     @model_validator(mode="after")
     def _spec_needed(self) -> GeneratorConfig:
-        if self.source == "load" and not self.spec:
+        if self.source == "load" and not self.spec.strip():
             raise ValueError("source = 'load' needs spec (a saved directory, 'affine' or 'module:factory')")
+        if self.source == "train":
+            from intrinsic_robustness.data.real import check_name
+
+            as_validation_error(check_name, self.data, ".data")
+            check_options(self.options, "intrinsic_robustness.generators.train:train_acgan", GENERATOR_SET,
+                           ".options")
+        elif self.options:
+            raise ValueError(f".options: only source = 'train' takes options (got {sorted(self.options)})")
         return self
 
 
@@ -136,6 +169,17 @@ class DatasetConfig(_Section):
     batch_size: int = Field(500, ge=1)
     priors: list[float] | None = None
 
+    @field_validator("priors")
+    @classmethod
+    def _priors_ok(cls, value: list[float] | None) -> list[float] | None:
+        import math
+
+        if value is None:
+            return None
+        if len(value) < 2 or any(not math.isfinite(p) or p < 0 for p in value) or abs(sum(value) - 1) > 1e-6:
+            raise ValueError(f"{value}: need one non-negative finite prior per class (at least 2), summing to 1")
+        return value
+
 
 class ClassifierConfig(_Section):
     """One classifier to train on the generated data; ``name`` names its directory; unset = paper recipe."""
@@ -171,6 +215,12 @@ class ClassifierConfig(_Section):
         if value is None or value == "auto" or is_factory_spec(value):
             return value
         return _registered("intrinsic_robustness.models.architectures.ARCHITECTURES", value, "arch")
+
+    @field_validator("options")
+    @classmethod
+    def _options_ok(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_options(value, "intrinsic_robustness.training.loop:fit", CLASSIFIER_SET, "")
+        return value
 
 
 class EvaluationConfig(_Section):
@@ -221,6 +271,12 @@ class EvaluationConfig(_Section):
         unknown = sorted(k for k in self.attack_options if k not in ATTACKS)
         if unknown:
             raise ValueError(f"attack_options names unknown attack(s) {unknown}; known: {', '.join(ATTACKS.names())}")
+        for name, kwargs in self.attack_options.items():
+            check_attack_options(name, kwargs)
+        check_options(self.options, "intrinsic_robustness.evaluation.run:evaluate", EVALUATION_SET, ".options")
+        inversion = self.options.get("inversion") or {}
+        check_options(inversion, "intrinsic_robustness.attacks.latent:invert_latents", INVERSION_SET,
+                       ".options.inversion")
         return self
 
 
@@ -256,6 +312,25 @@ class PipelineConfig(_Section):
     classifiers: list[ClassifierConfig] = Field(min_length=1)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    _source: str = PrivateAttr(default="config")  # the file it came from, for messages (never saved)
+
+    @property
+    def source(self) -> str:
+        """The config file this came from (or "config"), for messages that name a key."""
+        return self._source
+
+    @model_validator(mode="after")
+    def _sizes_agree(self) -> PipelineConfig:
+        n_test, n_train = self.dataset.n_test, self.dataset.n_train
+        if self.evaluation.n is not None and self.evaluation.n > n_test:
+            raise ValueError(f"evaluation.n = {self.evaluation.n} exceeds dataset.n_test = {n_test}; evaluate at most "
+                             "the test split")
+        for i, entry in enumerate(self.classifiers):
+            holdout = entry.options.get("holdout")
+            if holdout is not None and holdout >= n_train:
+                raise ValueError(f"classifiers.{i}.options.holdout = {holdout}: must be below dataset.n_train = "
+                                 f"{n_train}")
+        return self
 
     @field_validator("classifiers")
     @classmethod
@@ -288,6 +363,10 @@ def _one_line(exc: ValidationError, source: str) -> UserInputError:
     elif first["type"] == "missing":
         msg = "required key is missing"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    if msg.startswith("."):  # a validator naming a key below its own: "generator" + ".options.foo: ..."
+        return UserInputError(f"{source}: {_loc(first['loc'])}{msg}{more}")
+    if not first["loc"]:  # a whole-config check names its keys itself
+        return UserInputError(f"{source}: {msg}{more}")
     return UserInputError(f"{source}: {_loc(first['loc'])}: {msg}{more}")
 
 
@@ -360,9 +439,11 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any], source: str = "config") -> PipelineConfig:
     """Validate a raw dict into a :class:`PipelineConfig` (one-line error naming the bad key)."""
     try:
-        return PipelineConfig.model_validate(data)
+        config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         raise _one_line(exc, source) from None
+    config._source = source
+    return config
 
 
 def load_config(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:

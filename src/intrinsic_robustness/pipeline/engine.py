@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from intrinsic_robustness.distributed import is_distributed, is_main, main_only
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.hashing import canonical_hash, file_sha256
 from intrinsic_robustness.pipeline.layout import RunLayout
@@ -72,7 +73,8 @@ class Stage:
 
     ``config`` is the JSON-able settings that decide the outputs; ``inputs`` names upstream stages;
     ``files`` are external files (weights, data) whose content also decides the outputs; ``clean`` are
-    paths removed before a fresh (not resumed) execution.
+    paths removed before a fresh (not resumed) execution. In a torchrun job a ``distributed`` stage runs on
+    every rank (its library call splits the work and writes from rank 0); any other runs on rank 0 alone.
     """
 
     name: str
@@ -81,6 +83,7 @@ class Stage:
     inputs: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     clean: tuple[str, ...] = ()
+    distributed: bool = False
 
 
 @dataclass
@@ -212,17 +215,36 @@ def execute(
         for stage in stages:
             outcome = _execute_one(run, stage, stage.name in forced)
             outcomes.append(outcome)
-            if on_event is not None:
+            if on_event is not None and is_main():
                 on_event(outcome)
             advance(handle)
     return outcomes
 
 
 def _execute_one(run: RunDir, stage: Stage, forced: bool) -> StageOutcome:
+    """Plan on rank 0 (skip, resume or start fresh), run the stage, record it on rank 0.
+
+    A single process does all three itself; in a torchrun job the other ranks receive rank 0's plan, run a
+    ``distributed`` stage with it (or wait while rank 0 runs any other) and wait while it is recorded.
+    """
+    key, resume, upstream = main_only(_plan, run, stage, forced)
+    if resume is None:
+        return StageOutcome(stage.name, "skipped", 0.0, key)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    ctx = StageContext(run.path, stage.name, fresh=not resume, upstream=upstream)
+    outputs = stage.run(ctx) if stage.distributed or not is_distributed() else main_only(stage.run, ctx)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    main_only(_record_done, run, stage, key, outputs, seconds, cpu_seconds)
+    log.info("stage %s: finished in %.1f s", stage.name, seconds)
+    return StageOutcome(stage.name, "resumed" if resume else "ran", seconds, key)
+
+
+def _plan(run: RunDir, stage: Stage, forced: bool) -> tuple[str, bool | None, dict[str, dict[str, Any]]]:
+    """(key, resume, upstream records); resume None means skip. Cleans and marks the stage running."""
     key, inputs = run.stage_key(stage)
     if not forced and run.is_current(stage, key):
         log.info("stage %s: done and unchanged, skipped", stage.name)
-        return StageOutcome(stage.name, "skipped", 0.0, key)
+        return key, None, {}
     previous = run.record(stage.name)
     resume = not forced and previous is not None and previous.get("key") == key
     if not resume:
@@ -232,11 +254,13 @@ def _execute_one(run: RunDir, stage: Stage, forced: bool) -> StageOutcome:
         stage.name,
         {"status": "running", "key": key, "inputs": inputs, "started": _now(), "config": stage.config},
     )
-    start, cpu_start = time.perf_counter(), time.process_time()
-    ctx = StageContext(run.path, stage.name, fresh=not resume, upstream={u: run.record(u) or {} for u in stage.inputs})
-    outputs = stage.run(ctx)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return key, resume, {u: run.record(u) or {} for u in stage.inputs}
+
+
+def _record_done(run: RunDir, stage: Stage, key: str, outputs: Sequence[str], seconds: float,
+                 cpu_seconds: float) -> None:
     hashes = run.fingerprint(outputs)
+    inputs = run.record(stage.name)["inputs"]
     run.set_record(
         stage.name,
         {
@@ -252,8 +276,6 @@ def _execute_one(run: RunDir, stage: Stage, forced: bool) -> StageOutcome:
             "config": stage.config,
         },
     )
-    log.info("stage %s: finished in %.1f s", stage.name, seconds)
-    return StageOutcome(stage.name, "resumed" if resume else "ran", seconds, key)
 
 
 def _remove(path: Path) -> None:

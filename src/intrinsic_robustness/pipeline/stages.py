@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from intrinsic_robustness.distributed import is_main, job_size, main_only
 from intrinsic_robustness.pipeline.config import ClassifierConfig, PipelineConfig, config_to_dict
-from intrinsic_robustness.pipeline.engine import RunDir, Stage, StageContext, StageOutcome, execute
+from intrinsic_robustness.pipeline.engine import RunDir, Stage, StageContext, StageOutcome, execute, match_force
 from intrinsic_robustness.pipeline.layout import RunLayout
 from intrinsic_robustness.runtime import derive_seed, resolve_device
 from intrinsic_robustness.storage import exclusive, write_json
@@ -22,13 +22,13 @@ from intrinsic_robustness.storage import exclusive, write_json
 log = logging.getLogger(__name__)
 
 
-def _load_gen(layout: RunLayout, device: torch.device) -> Any:
+def _load_gen(layout: RunLayout, device: torch.device, trust_code: bool = False) -> Any:
     from intrinsic_robustness.generators.load import load_generator
 
-    return load_generator(str(layout.generator_dir), device=device).eval()
+    return load_generator(str(layout.generator_dir), device=device, trust_code=trust_code).eval()
 
 
-def generator_stage(config: PipelineConfig, device: torch.device) -> Stage:
+def generator_stage(config: PipelineConfig, device: torch.device, trust_code: bool = False) -> Stage:
     """Train an ACGAN on real data, or load a given generator, into ``generator/``."""
     section = config.generator
     seed = config.run.seed
@@ -46,7 +46,8 @@ def generator_stage(config: PipelineConfig, device: torch.device) -> Stage:
         else:
             from intrinsic_robustness.generators.load import load_generator, save_generator
 
-            gen = load_generator(section.spec, weights=section.weights or None, device=device)
+            gen = load_generator(section.spec, weights=section.weights or None, device=device, trust_code=trust_code,
+                                 named_by="config generator.spec")
             save_generator(gen, out, _saved_config(gen, section.spec))
         return [layout.rel(out / "generator.json"), layout.rel(out / "generator.safetensors")]
 
@@ -68,7 +69,7 @@ def _saved_config(gen: Any, spec: str) -> dict[str, Any]:
             "num_classes": int(gen.num_classes), "image_shape": [int(s) for s in gen.image_shape]}
 
 
-def lipschitz_stage(config: PipelineConfig, method: str, device: torch.device) -> Stage:
+def lipschitz_stage(config: PipelineConfig, method: str, device: torch.device, trust_code: bool = False) -> Stage:
     """One Lipschitz estimate of the run's generator, written to ``lipschitz/<method>.json``."""
     section = config.lipschitz
     options = section.method_options(method)
@@ -76,27 +77,28 @@ def lipschitz_stage(config: PipelineConfig, method: str, device: torch.device) -
     def run(ctx: StageContext) -> Sequence[str]:
         from intrinsic_robustness.lipschitz import estimate_lipschitz
 
-        gen = _load_gen(ctx.layout, device)
+        gen = _load_gen(ctx.layout, device, trust_code)
         result = estimate_lipschitz(gen, method, anchors_per_class=section.anchors_per_class, radius=section.radius,
                                     seed=derive_seed(config.run.seed, "lipschitz"),  # same anchors for every method
                                     device=device, **options)
         out = ctx.layout.lipschitz_file(method)
-        result.save(out)
+        if is_main():  # under torchrun every rank holds the gathered result; rank 0 writes it
+            result.save(out)
         return [ctx.layout.rel(out)]
 
     cfg = {"anchors_per_class": section.anchors_per_class, "radius": section.radius, "method": method,
            "options": options, "seed": config.run.seed}
-    return Stage(f"lipschitz/{method}", cfg, run, inputs=("generator",))
+    return Stage(f"lipschitz/{method}", cfg, run, inputs=("generator",), distributed=True)
 
 
-def dataset_stage(config: PipelineConfig, device: torch.device) -> Stage:
+def dataset_stage(config: PipelineConfig, device: torch.device, trust_code: bool = False) -> Stage:
     """Generate the labelled dataset (images, labels, latents) from the run's generator."""
     section = config.dataset
 
     def run(ctx: StageContext) -> Sequence[str]:
         from intrinsic_robustness.data.synthetic import generate_dataset
 
-        gen = _load_gen(ctx.layout, device)
+        gen = _load_gen(ctx.layout, device, trust_code)
         info = {"spec": "generator", "fingerprint": ctx.upstream["generator"].get("fingerprint")}
         generate_dataset(gen, ctx.layout.dataset_dir, n_train=section.n_train, n_test=section.n_test,
                          seed=derive_seed(config.run.seed, "dataset"), priors=section.priors, generator_info=info,
@@ -104,7 +106,7 @@ def dataset_stage(config: PipelineConfig, device: torch.device) -> Stage:
         return [ctx.layout.rel(ctx.layout.manifest_file)]
 
     cfg = {**section.model_dump(mode="json"), "seed": config.run.seed}
-    return Stage("dataset", cfg, run, inputs=("generator",), clean=("dataset",))
+    return Stage("dataset", cfg, run, inputs=("generator",), clean=("dataset",), distributed=True)
 
 
 def classifier_stage(config: PipelineConfig, entry: ClassifierConfig, device: torch.device) -> Stage:
@@ -127,10 +129,11 @@ def classifier_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
 
     rel = f"classifiers/{entry.name}"
     cfg = {**entry.model_dump(mode="json"), "seed": config.run.seed}
-    return Stage(rel, cfg, run, inputs=("dataset",), clean=(rel,))
+    return Stage(rel, cfg, run, inputs=("dataset",), clean=(rel,), distributed=True)
 
 
-def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: torch.device) -> Stage:
+def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: torch.device,
+                     trust_code: bool = False) -> Stage:
     """Attack one classifier under each threat model; JSON results go to ``eval/<name>/<threat>.json``."""
     section = config.evaluation
 
@@ -142,18 +145,19 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
         jobs += [("unconstrained", [a], layout.compare_file(entry.name, a)) for a in section.compare_attacks]
         outputs = []
         for threat, attacks, file in jobs:
-            gen = _load_gen(layout, device) if threat == "in-distribution" else None
+            gen = _load_gen(layout, device, trust_code) if threat == "in-distribution" else None
             evaluate(str(layout.classifier_dir(entry.name)), str(layout.dataset_dir), generator=gen, threat=threat,
                      attacks=attacks, eps=tuple(section.eps), n=section.n, batch_size=section.batch_size,
                      seed=derive_seed(config.run.seed, "evaluation", entry.name, threat), device=device, out=str(file),
-                     attack_options=_attack_options(section.attack_options, attacks, threat), **section.options)
+                     attack_options=_attack_options(section.attack_options, attacks, threat), trust_code=trust_code,
+                     **section.options)
             outputs.append(layout.rel(file))
         return outputs
 
     rel = f"eval/{entry.name}"
     cfg = {**section.model_dump(mode="json"), "classifier": entry.name, "seed": config.run.seed}
     inputs = ("generator", "dataset", f"classifiers/{entry.name}")
-    return Stage(f"evaluation/{entry.name}", cfg, run, inputs=inputs, clean=(rel,))
+    return Stage(f"evaluation/{entry.name}", cfg, run, inputs=inputs, clean=(rel,), distributed=True)
 
 
 def _attack_options(options: dict[str, dict[str, Any]], attacks: list[str] | None,
@@ -180,35 +184,47 @@ def report_stage(config: PipelineConfig, upstream: Sequence[str]) -> Stage:
     return Stage("report", cfg, run, inputs=tuple(upstream))
 
 
-def build_stages(config: PipelineConfig, device: torch.device | None = None) -> list[Stage]:
-    """All stages of a config, in execution order (``device``: the resolved run device)."""
+def build_stages(config: PipelineConfig, device: torch.device | None = None, trust_code: bool = False) -> list[Stage]:
+    """All stages of a config, in execution order (``device``: the resolved run device; ``trust_code``: the
+    command line's permission for the run's files to name user code)."""
     device = device if device is not None else resolve_device(config.run.device)
-    stages = [generator_stage(config, device)]
-    stages += [lipschitz_stage(config, m, device) for m in config.lipschitz.methods]
-    stages.append(dataset_stage(config, device))
+    stages = [generator_stage(config, device, trust_code)]
+    stages += [lipschitz_stage(config, m, device, trust_code) for m in config.lipschitz.methods]
+    stages.append(dataset_stage(config, device, trust_code))
     stages += [classifier_stage(config, c, device) for c in config.classifiers]
-    stages += [evaluation_stage(config, c, device) for c in config.classifiers]
+    stages += [evaluation_stage(config, c, device, trust_code) for c in config.classifiers]
     stages.append(report_stage(config, [s.name for s in stages]))
     return stages
 
 
 def run_pipeline(config: PipelineConfig, run_dir: str | os.PathLike[str], force: Sequence[str] = (),
                  on_event: Callable[[StageOutcome], None] | None = None,
-                 stages: list[Stage] | None = None) -> list[StageOutcome]:
+                 stages: list[Stage] | None = None, trust_code: bool = False) -> list[StageOutcome]:
     """Run (or resume) every stage of ``config`` in ``run_dir``; returns what each stage did.
 
-    The run directory is locked for the duration: a second process on it is refused at once.
+    Everything checkable is checked before anything is written (``check_before_run``: user code needs
+    ``trust_code``, priors fit the generator). The run directory is locked for the duration: a second
+    process on it is refused at once.
     """
-    device = resolve_device(config.run.device)
-    layout = RunLayout(Path(run_dir))
-    if layout.root.exists() and not layout.root.is_dir():
-        from intrinsic_robustness.errors import UserInputError
+    from intrinsic_robustness.pipeline.preflight import check_before_run
+    from intrinsic_robustness.storage import check_output
 
-        raise UserInputError(f"--run-dir {layout.root}: exists and is not a directory; choose another path")
-    with exclusive(layout.root, "run directory"):
-        run = RunDir.open(layout.root, seed=config.run.seed)
-        run.meta["device"] = {"requested": config.run.device, "resolved": str(device)}
-        write_json(layout.config_file, config_to_dict(config))
-        run.save()
-        chosen = stages if stages is not None else build_stages(config, device)
+    layout = RunLayout(check_output(run_dir, "--run-dir", kind="directory"))
+    check_before_run(config, trust_code, layout.root)
+    device = resolve_device(config.run.device)
+    chosen = stages if stages is not None else build_stages(config, device, trust_code)
+    match_force([s.name for s in chosen], force)  # an unknown --force name is refused before anything is written
+    with exclusive(layout.root, "run directory"):  # under torchrun: rank 0 holds it and writes the records
+        run = main_only(_open_run, layout, config, device)
         return execute(run, chosen, force=force, on_event=on_event)
+
+
+def _open_run(layout: RunLayout, config: PipelineConfig, device: torch.device) -> RunDir:
+    """Open the run directory, record the device (and the world of a torchrun job) and write config.json."""
+    run = RunDir.open(layout.root, seed=config.run.seed)
+    run.meta["device"] = {"requested": config.run.device, "resolved": str(device)}
+    if job_size() > 1:
+        run.meta["device"]["world_size"] = job_size()
+    write_json(layout.config_file, config_to_dict(config))
+    run.save()
+    return run

@@ -5,6 +5,14 @@ epoch), ``history.jsonl`` (one line per epoch: loss, clean and PGD error on a he
 completion ``model.safetensors`` + ``config.json`` (see :mod:`intrinsic_robustness.models.load`). Every
 epoch draws its shuffling, attack starts, projections and dropout from seeds derived from (seed, epoch),
 so a run resumed from its checkpoint ends with the same weights as an uninterrupted one.
+
+Under torchrun the loop is data-parallel: ``batch_size`` stays the *global* batch (the recipe's numbers keep
+their meaning), every rank takes its contiguous block of each batch, weights its mean loss by its share, and
+the gradients are summed over ranks before every step (the same all-reduce DDP performs; the DDP wrapper
+itself is not used because the objectives call the model inside frozen inner attacks and the certified loss
+never calls its forward, which the wrapper's bookkeeping cannot follow). Buffers follow rank 0. Attack and
+dropout draws are named per rank, so a run is deterministic for a given world size and resumes only with it;
+rank 0 alone writes the files.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from intrinsic_robustness.distributed import all_reduce_sum_, broadcast_, collect, main_only, rank, share, world_size
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.hashing import canonical_hash
 from intrinsic_robustness.models import build_architecture, save_classifier
@@ -110,23 +119,54 @@ def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
     for group in opt.param_groups:
         group["lr"] = lr_at(epoch, recipe.epochs, recipe.lr)
     order = torch.randperm(len(y), generator=make_generator(derive_seed(seed, "shuffle", epoch)))
-    gen = make_generator(derive_seed(seed, "attack", epoch), x.device)
+    own = () if world_size() == 1 else (rank(),)  # a rank's own draws; a single process keeps its old names
+    gen = make_generator(derive_seed(seed, "attack", epoch, *own), x.device)
     devices = [x.device] if x.device.type == "cuda" else []
     total, count = 0.0, 0
     model.train()
     with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed it per epoch
-        torch.manual_seed(derive_seed(seed, "dropout", epoch))
+        torch.manual_seed(derive_seed(seed, "dropout", epoch, *own))
         for start in range(0, len(y), recipe.batch_size):
-            idx = order[start:start + recipe.batch_size].to(x.device)
+            idx, weight = _my_rows(order[start:start + recipe.batch_size])
+            idx = idx.to(x.device)
             xb, yb = x[idx], y[idx]
             loss = objective(model, xb, yb, recipe, eps, gen)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if own:
+                (loss * weight).backward()
+                _sum_gradients(model)
+            else:
+                loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(yb)
-            count += len(yb)
+            broadcast_(list(model.buffers()))  # replicas keep rank 0's buffers (a no-op for one process)
+            total += float(loss.detach()) * len(yb) * (weight > 0)
+            count += len(yb) * (weight > 0)
             advance(handle, 1)
+    if own:
+        total, count = (sum(v) for v in zip(*collect(world_size(), lambda _: [(total, count)]), strict=True))
     return total / max(count, 1)
+
+
+def _my_rows(batch: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """This rank's block of a global batch and its share n_rank / n_batch (the whole batch, 1.0, for one process).
+
+    Losses are batch means, so weighting each rank's loss by its share and summing the gradients over ranks
+    gives the gradient of the global batch's mean. A rank left without rows (a last batch smaller than the
+    world) still runs one row with weight 0, so every rank takes part in every gradient sum.
+    """
+    block = share(len(batch))
+    if len(block) == 0:
+        return batch[:1], 0.0
+    return batch[block.start:block.stop], len(block) / len(batch)
+
+
+def _sum_gradients(model: nn.Module) -> None:
+    """Sum every trainable parameter's gradient over the ranks (missing gradients count as zeros)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    all_reduce_sum_([p.grad for p in params])
 
 
 def held_out_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, num_steps: int = 20,
@@ -177,6 +217,8 @@ def _settings(recipe: Recipe, seed: int, holdout: int, eval_eps: float | None, e
     settings = {"recipe": recipe.to_dict(), "seed": int(seed), "holdout": holdout, "eval_eps": eval_eps,
                 "eval_steps": int(eval_steps), "n": len(y), "num_classes": num_classes,
                 "image_shape": list(x.shape[1:]), "data_checksum": float(x.double().sum()) + float(y.sum())}
+    if world_size() > 1:  # data-parallel runs are deterministic for one world size: resume only with it
+        settings["world_size"] = world_size()
     settings["fingerprint"] = canonical_hash(settings)[:16]
     return settings
 
@@ -186,7 +228,7 @@ def _train_epochs(model: nn.Module, opt: torch.optim.Optimizer, train: tuple[tor
                   out: Path) -> None:
     """Epochs ``done`` .. ``recipe.epochs - 1``, each followed by a held-out check, checkpoint and history line."""
     (x, y), (xh, yh) = train, held
-    seed, eval_eps = settings["seed"], settings["eval_eps"]
+    seed = settings["seed"]
     per_epoch = -(-len(y) // recipe.batch_size)
     with task(f"train {recipe.method} ({recipe.arch})", recipe.epochs * per_epoch) as handle:
         advance(handle, done * per_epoch)
@@ -194,13 +236,21 @@ def _train_epochs(model: nn.Module, opt: torch.optim.Optimizer, train: tuple[tor
             t0 = time.perf_counter()
             loss = _run_epoch(model, opt, x, y, recipe, epoch, seed, handle)
             seconds = time.perf_counter() - t0
-            clean, adv = held_out_errors(model, xh, yh, eval_eps, settings["eval_steps"], seed)
-            record = {"epoch": epoch + 1, "lr": lr_at(epoch, recipe.epochs, recipe.lr), "eps": eps_at(epoch, recipe),
-                      "loss": loss, "clean_error": clean, "adv_error": adv, "adv_eps": eval_eps,
-                      "seconds": seconds}
-            save_checkpoint(out / "checkpoint.safetensors", model, opt, epoch + 1, settings["fingerprint"])
-            _append_history(out, record, epoch)
-            log.info("epoch %d/%d: %s", epoch + 1, recipe.epochs, record)
+            main_only(_end_epoch, model, opt, (xh, yh), recipe, epoch, {"loss": loss, "seconds": seconds},
+                      settings, out)
+
+
+def _end_epoch(model: nn.Module, opt: torch.optim.Optimizer, held: tuple[torch.Tensor, torch.Tensor],
+               recipe: Recipe, epoch: int, measured: dict[str, float], settings: dict[str, Any], out: Path) -> None:
+    """Held-out check, checkpoint and history line after ``epoch`` (rank 0's job in a torchrun job)."""
+    eval_eps = settings["eval_eps"]
+    clean, adv = held_out_errors(model, *held, eval_eps, settings["eval_steps"], settings["seed"])
+    record = {"epoch": epoch + 1, "lr": lr_at(epoch, recipe.epochs, recipe.lr), "eps": eps_at(epoch, recipe),
+              "loss": measured["loss"], "clean_error": clean, "adv_error": adv, "adv_eps": eval_eps,
+              "seconds": measured["seconds"]}
+    save_checkpoint(out / "checkpoint.safetensors", model, opt, epoch + 1, settings["fingerprint"])
+    _append_history(out, record, epoch)
+    log.info("epoch %d/%d: %s", epoch + 1, recipe.epochs, record)
 
 
 def fit(train_data: Any, method: str, arch: str = "auto", eps: float | None = None, epochs: int | None = None,
@@ -232,18 +282,25 @@ def fit(train_data: Any, method: str, arch: str = "auto", eps: float | None = No
 
         check_certifiable(model)
     opt = _optimizer(model, recipe)
-    resume = _prepare_out(out, settings, force)
+    resume = main_only(_prepare_out, out, settings, force)  # torchrun: rank 0 writes, every rank reads
     done = load_checkpoint(out / "checkpoint.safetensors", model, opt, dev) if resume else 0
     if not resume:
-        write_json(out / "train.json", settings)
+        main_only(write_json, out / "train.json", settings)
     x, y = x_all[train_idx].to(dev), y_all[train_idx].to(dev)
     xh, yh = x_all[hold_idx].to(dev), y_all[hold_idx].to(dev)
     _train_epochs(model, opt, (x, y), (xh, yh), recipe, done, settings, out)
-    history = [json.loads(ln) for ln in (out / "history.jsonl").read_text().splitlines() if ln.strip()]
     config = {"arch": recipe.arch, "num_classes": num_classes, "image_shape": list(shape), "method": method,
-              "recipe": recipe.to_dict(), "seed": int(seed), "holdout": holdout, "n_train": len(y),
-              "final": history[-1] if history else None,
+              "recipe": recipe.to_dict(), "seed": int(seed), "holdout": holdout, "n_train": len(y)}
+    if world_size() > 1:
+        config["world_size"] = world_size()
+    main_only(_finish, model, out, config)
+    return out
+
+
+def _finish(model: nn.Module, out: Path, config: dict[str, Any]) -> None:
+    """Save the finished classifier with its history summary and drop the checkpoint."""
+    history = [json.loads(ln) for ln in (out / "history.jsonl").read_text().splitlines() if ln.strip()]
+    config = {**config, "final": history[-1] if history else None,
               "train_seconds": sum(float(h["seconds"]) for h in history)}
     save_classifier(model.eval(), out, config)
     (out / "checkpoint.safetensors").unlink(missing_ok=True)
-    return out
