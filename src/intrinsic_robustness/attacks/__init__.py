@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from intrinsic_robustness.attacks.autoattack import AutoAttackL2
@@ -29,10 +30,13 @@ ATTACKS.register("fmn", MinimalNorm, aliases=("minimal",), threat="unconstrained
 ATTACKS.register("autoattack", AutoAttackL2, threat="unconstrained", label="AutoAttack (standard L2)")
 ATTACKS.register("latent", LatentAttack, threat="in-distribution", label="latent C&W")
 
-DEFAULT_ATTACKS = {"unconstrained": ("fmn", "pgd", "autoattack"), "in-distribution": ("latent",)}
+# The default ensemble per threat and device type. AutoAttack is a default member on CUDA; on a CPU it is a
+# cross-check run on a sample (evaluation.compare_attacks), because there it costs ~20-40x the cheap cascade.
+DEFAULT_ATTACKS = {"unconstrained": {"cpu": ("fmn", "pgd"), "cuda": ("fmn", "pgd", "autoattack")},
+                   "in-distribution": {"cpu": ("latent",), "cuda": ("latent",)}}
 
 __all__ = ["ATTACKS", "DEFAULT_ATTACKS", "NORM_TOL", "PGD", "Attack", "AttackResult", "AutoAttackL2", "Ensemble",
-           "LatentAttack", "MinimalNorm", "attack_names", "build_attack", "invert_latents", "margin",
+           "LatentAttack", "MinimalNorm", "attack_names", "default_attacks", "build_attack", "invert_latents", "margin",
            "parse_attack_names"]
 
 
@@ -41,15 +45,24 @@ def attack_names(threat: str) -> tuple[str, ...]:
     return ATTACKS.names(threat=threat)
 
 
-def parse_attack_names(attacks: str | Sequence[str] | None, threat: str) -> list[str]:
-    """Attack names from a comma list or sequence (None: the default ensemble of the threat model)."""
+def default_attacks(threat: str, device: str | torch.device = "cpu") -> tuple[str, ...]:
+    """The default ensemble of ``threat`` on ``device`` (CUDA adds AutoAttack to the unconstrained one)."""
+    kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    return DEFAULT_ATTACKS[threat][kind]
+
+
+def parse_attack_names(attacks: str | Sequence[str] | None, threat: str,
+                       device: str | torch.device = "cpu") -> list[str]:
+    """Attack names from a comma list or sequence (None: the default ensemble of the threat on ``device``)."""
     if threat not in THREATS:
         raise UserInputError(f"--threat {threat!r} is not one of {', '.join(THREATS)}")
-    if attacks is None or attacks == "" or attacks == []:
-        return list(DEFAULT_ATTACKS[threat])
+    if attacks is None:
+        return list(default_attacks(threat, device))
     items = attacks.split(",") if isinstance(attacks, str) else list(attacks)
     names = [str(a).strip().lower() for a in items if str(a).strip()]
     known = attack_names(threat)
+    if not names:
+        raise UserInputError(f"no {threat} attack named; choose from {', '.join(known)} (or name none for the default)")
     bad = [a for a in names if a not in ATTACKS or ATTACKS.info(a)["threat"] != threat]
     if bad:
         raise UserInputError(f"--attack {','.join(bad)}: not an {threat} attack; choose from {', '.join(known)}")
@@ -57,10 +70,10 @@ def parse_attack_names(attacks: str | Sequence[str] | None, threat: str) -> list
 
 
 def build_attack(names: str | Sequence[str] | None, threat: str, eps: Sequence[float] = (),
-                 generator: nn.Module | None = None,
-                 options: Mapping[str, Mapping[str, Any]] | None = None) -> Attack:
+                 generator: nn.Module | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
+                 device: str | torch.device = "cpu") -> Attack:
     """One attack (or a cascading ensemble of several) for ``threat``; ``options[name]`` are its kwargs."""
-    chosen = parse_attack_names(names, threat)
+    chosen = parse_attack_names(names, threat, device)
     options = {ATTACKS.canonical(k) if k in ATTACKS else k: v for k, v in dict(options or {}).items()}
     unknown = sorted(set(options) - set(chosen))
     if unknown:

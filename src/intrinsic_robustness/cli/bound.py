@@ -14,9 +14,12 @@ PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
 def _lipschitz_source(
-    lipschitz: list[float] | None, slack: list[float] | None, lipschitz_file: Path | None, percentile: str
+    lipschitz: list[float] | None, slack: list[float] | None, lipschitz_file: Path | None, percentile: str,
+    confidence: float | None = None,
 ) -> dict[str, Any]:
     """Per-class L, slack, radius and a label saying where L came from (flags or an estimate file)."""
+    if confidence is not None and lipschitz_file is None:
+        raise UserInputError("--confidence needs --lipschitz-file (the per-anchor values it counts)")
     if lipschitz_file is None:
         if not lipschitz:
             raise UserInputError(
@@ -27,21 +30,23 @@ def _lipschitz_source(
             "slack": list(slack) if slack else None,
             "radius": None,
             "label": "--lipschitz (given)",
+            "basis": "L given on the command line: the bound is only as good as that L",
+            "certificate": False,
         }
     if lipschitz:
         raise UserInputError("pass either --lipschitz or --lipschitz-file, not both")
     if slack:
         raise UserInputError("--slack comes from --lipschitz-file's percentile; do not pass both")
-    from intrinsic_robustness.lipschitz.result import bound_inputs
-    from intrinsic_robustness.storage import read_json
+    from intrinsic_robustness.lipschitz.result import bound_basis
 
-    lips, deltas, radius = bound_inputs(str(lipschitz_file), percentile)
-    method = read_json(lipschitz_file).get("method", "unknown method")
+    basis = bound_basis(str(lipschitz_file), percentile, confidence)
     return {
-        "lipschitz": [float(v) for v in lips],
-        "slack": [float(v) for v in deltas],
-        "radius": float(radius),
-        "label": f"{lipschitz_file} ({method}, {percentile})",
+        "lipschitz": [float(v) for v in basis.lipschitz],
+        "slack": [float(v) for v in basis.slack],
+        "radius": float(basis.radius),
+        "label": f"{lipschitz_file} ({basis.method}, {percentile})",
+        "basis": basis.describe(),
+        "certificate": basis.certificate,
     }
 
 
@@ -145,6 +150,13 @@ def bound_command(
             "--percentile", help="Per-anchor statistic of the file: p95, p99, p999 or max (slack 0.05 ... 0)."
         ),
     ] = "p99",
+    confidence: Annotated[
+        float | None,
+        typer.Option(
+            "--confidence", help="With --lipschitz-file: slack from a Clopper-Pearson limit at this joint confidence "
+            "(e.g. 0.95) instead of the percentile's nominal one."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")] = False,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Also draw the bound against risk (.png/.pdf/.svg).")
@@ -164,7 +176,7 @@ def bound_command(
         check_output(plot, "--plot")
         if plot.suffix.lower() not in PLOT_FORMATS:
             raise UserInputError(f"--plot {plot}: use a file name ending in {', '.join(PLOT_FORMATS)}")
-    source = _lipschitz_source(lipschitz, slack, lipschitz_file, percentile)
+    source = _lipschitz_source(lipschitz, slack, lipschitz_file, percentile, confidence)
     kwargs = {
         "lipschitz": source["lipschitz"],
         "priors": priors,
@@ -208,11 +220,15 @@ def bound_command(
             "priors": list(priors) if priors else None,
             "slack": source["slack"],
             "radius": source["radius"],
+            "confidence": confidence,
+            "basis": source["basis"],
+            "certificate": source["certificate"],
             "num_classes": num_classes,
             "plot": str(plot) if plot is not None else None,
         }
         emit_json(payload)
     else:
         _table(rows, title, source["radius"] is not None)
+        err.print(source["basis"], markup=False, highlight=False, soft_wrap=True)
         if plot is not None:
             err.print(f"plot written to {plot}", markup=False, highlight=False)

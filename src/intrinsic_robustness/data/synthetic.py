@@ -48,6 +48,10 @@ class SyntheticDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def head(self, n: int) -> SyntheticDataset:
+        """The first ``n`` examples (a classifier may train on part of the training split)."""
+        return SyntheticDataset(self.images[:n], self.labels[:n], self.latents[:n], self.manifest)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.images[i], self.labels[i], self.latents[i]
 

@@ -199,12 +199,12 @@ def evaluate(classifier: nn.Module | str, dataset: Any, generator: nn.Module | s
     if out is not None:
         check_output(out, "--out")
     dev = resolve_device(device)
-    names = parse_attack_names(attacks, threat)
+    names = parse_attack_names(attacks, threat, dev)
     inp = _inputs(classifier, dataset, generator, threat, n, dev, trust_code)
     _check_fits(inp, classifier)
     if certify is not None:
         inp.certify = bool(certify)
-    attack = build_attack(names, threat, eps=eps, generator=inp.generator, options=attack_options)
+    attack = build_attack(names, threat, eps=eps, generator=inp.generator, options=attack_options, device=dev)
     settings = {"threat": threat, "attacks": names, "options": attack_options or {}, "eps": eps,
                 "batch_size": batch_size, "seed": seed, "certify": inp.certify, "inversion": inversion or {},
                 "model": _module_digest(inp.model), "generator": _module_digest(inp.generator),

@@ -35,6 +35,10 @@ class Estimator:
     def parameters(self) -> dict[str, Any]:
         return {}
 
+    def radius_for(self, radius: float) -> float:
+        """The radius this estimator's values hold for (the run's, unless the estimator has its own)."""
+        return float(radius)
+
     def chunk_size(self) -> int | None:
         """Anchors one internal batch holds, for estimators whose ``values`` also takes ``first`` (the class
         index of ``anchors[0]``, which names each anchor's draws); several processes then split a class at

@@ -65,6 +65,7 @@ def estimate_lipschitz(gen: torch.nn.Module, method: str | Estimator = "sampling
     if not (isinstance(radius, int | float) and math.isfinite(radius) and radius > 0):
         raise UserInputError(f"radius={radius!r}: must be a positive finite number (the paper uses 0.5)")
     anchors_per_class = positive_int("anchors_per_class", anchors_per_class)
+    radius = estimator.radius_for(radius)
     labels = _check_classes(classes, int(gen.num_classes))  # type: ignore[arg-type]
     dev = resolve_device(device)
     if module_device(gen) != dev:

@@ -123,22 +123,58 @@ def _class_from_dict(entry: dict[str, Any]) -> ClassLipschitz:
                           values=tuple(math.inf if v is None else float(v) for v in entry.get("values", [])))
 
 
-def bound_inputs(result_or_path: LipschitzResult | str | os.PathLike[str],
-                 percentile: str = "p99") -> tuple[list[float], list[float], float]:
-    """(lipschitz per class, slack per class, radius) for the bound, from a result or its JSON file.
+GLOBAL_METHOD = "certified-global"
 
-    The slack is the latent measure the percentile leaves out: p95 -> 0.05, p99 -> 0.01, p999 -> 0.001,
-    max -> 0 (still only the largest *sampled* value, so an estimate from below). ``mean`` is refused: an
-    average of per-anchor constants says nothing about the measure of the set where it holds. Lists are
-    ordered by class 0..K-1, which the result must cover completely.
+
+@dataclass(frozen=True)
+class BoundBasis:
+    """What a bound rests on: per-class L and slack, the radius, and how much each can be trusted."""
+
+    method: str
+    percentile: str
+    lipschitz: list[float]
+    slack: list[float]
+    radius: float
+    certified: bool  # per-anchor values are upper bounds (certified methods), not estimates from below
+    confidence: float | None  # joint confidence of the slacks (Clopper-Pearson, Bonferroni over classes)
+    exceeding: list[int]  # per class, anchors whose value is above the chosen L
+    anchors: list[int]  # per class, anchors the values come from
+
+    @property
+    def global_bound(self) -> bool:
+        """A certified global constant: it holds for every latent, so no slack and no confidence are needed."""
+        return self.method == GLOBAL_METHOD
+
+    @property
+    def certificate(self) -> bool:
+        """Certified per-anchor values with a confidence-backed slack, or a certified global constant."""
+        return self.certified and (self.confidence is not None or self.global_bound)
+
+    def describe(self) -> str:
+        """One line naming the L, the condition on the slack and what kind of number the bound is."""
+        if self.global_bound:
+            return f"L = {self.method} (a provable global constant, slack 0): a deterministic certificate"
+        kind = "certified" if self.certified else "estimated from below"
+        if self.confidence is None:
+            how = f"nominal slack {self.slack[0]:g} (assumed, no confidence)"
+        else:
+            how = f"Clopper-Pearson slack at joint confidence {self.confidence:g}"
+        verdict = "a high-probability certificate" if self.certificate else "an estimate, not a certificate"
+        return (f"L = {self.method} {self.percentile} ({kind}, {min(self.anchors)}+ anchors per class), radius "
+                f"{self.radius:g}, {how}: {verdict}")
+
+
+def bound_basis(result_or_path: LipschitzResult | str | os.PathLike[str], percentile: str = "p99",
+                confidence: float | None = None) -> BoundBasis:
+    """Per-class L, slack and radius for the bound, with what they rest on.
+
+    Without ``confidence`` the slack is the measure the percentile leaves out by assumption (p95 -> 0.05,
+    p99 -> 0.01, p999 -> 0.001, max -> 0). With ``confidence`` = 1 - beta it is, per class, the Clopper-Pearson
+    upper limit at level 1 - beta / K on the fraction of latents whose local constant exceeds L, from the k of
+    n anchors that do; the K classes then hold together with probability >= 1 - beta (union bound).
+    ``mean`` is refused: an average says nothing about the measure of the set where it holds.
     """
-    if isinstance(result_or_path, LipschitzResult):
-        result = result_or_path
-    elif isinstance(result_or_path, str | os.PathLike):
-        result = LipschitzResult.load(Path(result_or_path))
-    else:
-        raise UserInputError(f"lipschitz input {type(result_or_path).__name__}: pass a LipschitzResult "
-                             "or the path of a JSON file written by 'irob lipschitz'")
+    result = _as_result(result_or_path)
     if percentile == "mean":
         raise UserInputError("--percentile mean: a mean Lipschitz value implies no coverage of the latent "
                              "space, so no slack can be stated; use p95, p99, p999 or max")
@@ -149,10 +185,39 @@ def bound_inputs(result_or_path: LipschitzResult | str | os.PathLike[str],
     if labels != list(range(expected)):
         raise UserInputError(f"lipschitz file covers classes {labels}; the bound needs every class "
                              "0..K-1 in order: rerun 'irob lipschitz' without restricting classes")
+    if confidence is not None and not (isinstance(confidence, int | float) and 0 < confidence < 1):
+        raise UserInputError(f"--confidence {confidence!r}: must be strictly between 0 and 1, e.g. 0.95")
     lipschitz = result.lipschitz(percentile)
-    slack = PERCENTILE_SLACK[percentile]
-    fewest = min(len(c.values) for c in result.per_class) if result.per_class else 0
-    if slack > 0 and fewest * slack < 1:
-        log.warning("%s from %d anchors per class is close to the sample maximum; its nominal slack %g "
-                    "is not resolved by so few anchors", percentile, fewest, slack)
-    return lipschitz, [slack] * len(lipschitz), float(result.radius)
+    values = [list(c.values) for c in result.per_class]
+    exceeding = [sum(v > lip for v in vals) for vals, lip in zip(values, lipschitz, strict=True)]
+    if result.method == GLOBAL_METHOD:
+        slack = [0.0] * len(lipschitz)
+    elif confidence is None:
+        slack = [PERCENTILE_SLACK[percentile]] * len(lipschitz)
+        fewest = min(len(v) for v in values)
+        if slack[0] > 0 and fewest * slack[0] < 1:
+            log.warning("%s from %d anchors per class is close to the sample maximum; its nominal slack %g "
+                        "is not resolved by so few anchors", percentile, fewest, slack[0])
+    else:
+        from intrinsic_robustness.lipschitz.confidence import clopper_pearson_upper
+
+        per_class = 1.0 - (1.0 - float(confidence)) / len(lipschitz)
+        slack = [clopper_pearson_upper(int(k), len(v), per_class) for k, v in zip(exceeding, values, strict=True)]
+    return BoundBasis(result.method, percentile, lipschitz, slack, float(result.radius), result.certified,
+                      None if confidence is None else float(confidence), exceeding, [len(v) for v in values])
+
+
+def _as_result(result_or_path: LipschitzResult | str | os.PathLike[str]) -> LipschitzResult:
+    if isinstance(result_or_path, LipschitzResult):
+        return result_or_path
+    if isinstance(result_or_path, str | os.PathLike):
+        return LipschitzResult.load(Path(result_or_path))
+    raise UserInputError(f"lipschitz input {type(result_or_path).__name__}: pass a LipschitzResult "
+                         "or the path of a JSON file written by 'irob lipschitz'")
+
+
+def bound_inputs(result_or_path: LipschitzResult | str | os.PathLike[str], percentile: str = "p99",
+                 confidence: float | None = None) -> tuple[list[float], list[float], float]:
+    """(lipschitz per class, slack per class, radius) for the bound (see :func:`bound_basis`)."""
+    basis = bound_basis(result_or_path, percentile, confidence)
+    return basis.lipschitz, basis.slack, basis.radius

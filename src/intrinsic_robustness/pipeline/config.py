@@ -118,6 +118,7 @@ class LipschitzConfig(_Section):
     radius: float = Field(DEFAULT_RADIUS, gt=0, allow_inf_nan=False)
     neighbors: int = Field(2000, ge=1)
     percentile: str = "p99"
+    confidence: float | None = Field(None, gt=0, lt=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("methods")
@@ -191,6 +192,7 @@ class ClassifierConfig(_Section):
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
+    n_train: int | None = Field(None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -226,9 +228,10 @@ class ClassifierConfig(_Section):
 class EvaluationConfig(_Section):
     """Attacks on the generated test split under each threat model, at a grid of eps values.
 
-    ``attacks`` maps a threat to attack names (unset: the library's strongest default ensemble);
-    ``attack_options`` maps an attack name to its keyword arguments; each of ``compare_attacks`` also
-    runs alone (unconstrained) so the report can flag a weak attack (AutoAttack finding more than PGD).
+    ``attacks`` maps a threat to attack names (unset: the library's default ensemble for the run's device);
+    ``attack_options`` maps an attack name to its keyword arguments; each of ``compare_attacks`` also runs
+    alone (unconstrained) on the first ``compare_n`` examples (default: all ``n``), so the report can flag
+    the default ensemble as weak where a reference such as AutoAttack finds more.
     """
 
     threats: list[Literal["unconstrained", "in-distribution"]] = Field(
@@ -240,6 +243,7 @@ class EvaluationConfig(_Section):
     attacks: dict[str, list[str]] = Field(default_factory=dict)
     attack_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     compare_attacks: list[str] = Field(default_factory=list)
+    compare_n: int | None = Field(None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("eps")
@@ -326,8 +330,10 @@ class PipelineConfig(_Section):
             raise ValueError(f"evaluation.n = {self.evaluation.n} exceeds dataset.n_test = {n_test}; evaluate at most "
                              "the test split")
         for i, entry in enumerate(self.classifiers):
+            if entry.n_train is not None and entry.n_train > n_train:
+                raise ValueError(f"classifiers.{i}.n_train = {entry.n_train} exceeds dataset.n_train = {n_train}")
             holdout = entry.options.get("holdout")
-            if holdout is not None and holdout >= n_train:
+            if holdout is not None and holdout >= (entry.n_train or n_train):
                 raise ValueError(f"classifiers.{i}.options.holdout = {holdout}: must be below dataset.n_train = "
                                  f"{n_train}")
         return self

@@ -122,7 +122,8 @@ def classifier_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
             return done
         kwargs = {k: getattr(entry, k) for k in ("arch", "eps", "epochs", "batch_size", "lr")
                   if getattr(entry, k) is not None}
-        fit(load_dataset(ctx.layout.dataset_dir, split="train"), entry.method,
+        data = load_dataset(ctx.layout.dataset_dir, split="train")
+        fit(data if entry.n_train is None else data.head(entry.n_train), entry.method,
             seed=derive_seed(config.run.seed, "classifier", entry.name), device=device, out=str(out),
             force=False, **kwargs, **entry.options)
         return done
@@ -141,16 +142,18 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
         from intrinsic_robustness.evaluation import evaluate
 
         layout = ctx.layout
-        jobs = [(t, section.attacks.get(t), layout.eval_file(entry.name, t)) for t in section.threats]
-        jobs += [("unconstrained", [a], layout.compare_file(entry.name, a)) for a in section.compare_attacks]
+        jobs = [(t, section.attacks.get(t), layout.eval_file(entry.name, t), section.n) for t in section.threats]
+        compare_n = min(n for n in (section.n, section.compare_n, config.dataset.n_test) if n is not None)
+        jobs += [("unconstrained", [a], layout.compare_file(entry.name, a), compare_n)
+                 for a in section.compare_attacks]
         outputs = []
-        for threat, attacks, file in jobs:
+        for threat, attacks, file, n in jobs:
             gen = _load_gen(layout, device, trust_code) if threat == "in-distribution" else None
             evaluate(str(layout.classifier_dir(entry.name)), str(layout.dataset_dir), generator=gen, threat=threat,
-                     attacks=attacks, eps=tuple(section.eps), n=section.n, batch_size=section.batch_size,
+                     attacks=attacks, eps=tuple(section.eps), n=n, batch_size=section.batch_size,
                      seed=derive_seed(config.run.seed, "evaluation", entry.name, threat), device=device, out=str(file),
-                     attack_options=_attack_options(section.attack_options, attacks, threat), trust_code=trust_code,
-                     **section.options)
+                     attack_options=_attack_options(section.attack_options, attacks, threat, device),
+                     trust_code=trust_code, **section.options)
             outputs.append(layout.rel(file))
         return outputs
 
@@ -160,12 +163,12 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
     return Stage(f"evaluation/{entry.name}", cfg, run, inputs=inputs, clean=(rel,), distributed=True)
 
 
-def _attack_options(options: dict[str, dict[str, Any]], attacks: list[str] | None,
-                    threat: str) -> dict[str, dict[str, Any]] | None:
+def _attack_options(options: dict[str, dict[str, Any]], attacks: list[str] | None, threat: str,
+                    device: torch.device) -> dict[str, dict[str, Any]] | None:
     """The configured per-attack options of the attacks this evaluation actually runs."""
     from intrinsic_robustness.attacks import parse_attack_names
 
-    chosen = parse_attack_names(attacks, threat)
+    chosen = parse_attack_names(attacks, threat, device)
     return {k: v for k, v in options.items() if k in chosen} or None
 
 
@@ -179,7 +182,8 @@ def report_stage(config: PipelineConfig, upstream: Sequence[str]) -> Stage:
         return [ctx.layout.rel(ctx.layout.report_dir / "report.json")]
 
     cfg = {"report": config.report.model_dump(mode="json"), "evaluation_eps": config.evaluation.eps,
-           "lipschitz": {"percentile": config.lipschitz.percentile, "radius": config.lipschitz.radius},
+           "lipschitz": {"percentile": config.lipschitz.percentile, "radius": config.lipschitz.radius,
+                         "confidence": config.lipschitz.confidence},
            "classifiers": [c.name for c in config.classifiers], "format": 1}
     return Stage("report", cfg, run, inputs=tuple(upstream))
 

@@ -31,9 +31,11 @@ def _by_eps(table: dict[str, Any] | None) -> dict[float, float]:
     return {float(k): float(v) for k, v in (table or {}).items() if v is not None}
 
 
-def _load_lipschitz(layout: RunLayout, methods: list[str], percentile: str) -> dict[str, Any]:
+def _load_lipschitz(layout: RunLayout, methods: list[str], percentile: str,
+                    confidence: float | None = None) -> dict[str, Any]:
+    """Per method: the L, slack and radius the bounds use, what they rest on, and the per-anchor values."""
     from intrinsic_robustness.bound import side_condition_limit
-    from intrinsic_robustness.lipschitz.result import LipschitzResult, bound_inputs
+    from intrinsic_robustness.lipschitz.result import LipschitzResult, bound_basis
 
     out = {}
     for method in methods:
@@ -41,18 +43,50 @@ def _load_lipschitz(layout: RunLayout, methods: list[str], percentile: str) -> d
         if not path.is_file():
             continue
         result = LipschitzResult.load(path)
-        lips, slack, radius = bound_inputs(result, percentile)
+        basis = bound_basis(result, percentile, confidence)
         out[method] = {
-            "percentile": percentile,
-            "lipschitz": lips,
-            "slack": [slack] * len(lips) if not isinstance(slack, list) else slack,
-            "radius": radius,
-            "max_eps": side_condition_limit(lips, radius),
+            "percentile": percentile, "lipschitz": basis.lipschitz, "slack": basis.slack, "radius": basis.radius,
+            "max_eps": side_condition_limit(basis.lipschitz, basis.radius), "certified": basis.certified,
+            "certificate": basis.certificate, "confidence": basis.confidence, "exceeding": basis.exceeding,
+            "anchors": basis.anchors, "basis": basis.describe(), "label": _method_label(method),
             "values": [list(c.values) for c in result.per_class],
-            "generator_evaluations": result.generator_evaluations,
-            "note": result.note,
+            "generator_evaluations": result.generator_evaluations, "seconds": result.seconds, "note": result.note,
         }
     return out
+
+
+def _method_label(method: str) -> str:
+    from intrinsic_robustness.lipschitz.registry import ESTIMATORS
+
+    return ESTIMATORS.info(method).get("label", method) if method in ESTIMATORS else method
+
+
+# The order of the bracket: each method's values should not be above the next one's on the same anchors.
+BRACKET = ("paper-sampling", "sampling", "gradient", "certified-local", "certified-global")
+PAPER_SCALE = {"paper-sampling": 2.0}  # the paper's code measured distances on the [-1, 1] output
+
+
+def lipschitz_bracket(lipschitz: dict[str, Any]) -> dict[str, Any]:
+    """Per class, each method's L on the [0, 1] scale in bracket order, and per-anchor ratios to gradient.
+
+    The paper's sampler is also shown divided by 2 (its [-1, 1] distances on the [0, 1] scale eps uses).
+    Ratios compare the same anchors: certified-local certifies the first few anchors the others also use.
+    """
+    methods = [m for m in BRACKET if m in lipschitz] + [m for m in lipschitz if m not in BRACKET]
+    table = {m: [v / PAPER_SCALE.get(m, 1.0) for v in lipschitz[m]["lipschitz"]] for m in methods}
+    ratios: dict[str, Any] = {}
+    if "gradient" in lipschitz:
+        grad = lipschitz["gradient"]["values"]
+        for m in methods:
+            if m == "gradient":
+                continue
+            per = [[v / PAPER_SCALE.get(m, 1.0) / g for v, g in zip(vals, gv, strict=False) if g > 0]
+                   for vals, gv in zip(lipschitz[m]["values"], grad, strict=True)]
+            flat = sorted(r for row in per for r in row)
+            if flat:
+                ratios[m] = {"median": flat[len(flat) // 2], "min": flat[0], "max": flat[-1], "anchors": len(flat)}
+    return {"methods": methods, "scale": "[0, 1] pixels (paper-sampling divided by 2)", "values": table,
+            "ratio_to_gradient": ratios}
 
 
 def _generator_info(layout: RunLayout) -> dict[str, Any]:
@@ -160,7 +194,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
     manifest = read_json(layout.manifest_file) if layout.manifest_file.is_file() else {}
     rep = config["report"]
     eps = np.array(sorted(config["evaluation"]["eps"]), dtype=float)
-    lipschitz = _load_lipschitz(layout, config["lipschitz"]["methods"], config["lipschitz"]["percentile"])
+    lipschitz = _load_lipschitz(layout, config["lipschitz"]["methods"], config["lipschitz"]["percentile"],
+                                config["lipschitz"].get("confidence"))
     k = int(manifest.get("num_classes", 0)) or (len(next(iter(lipschitz.values()))["lipschitz"]) if lipschitz else 0)
     priors = manifest.get("priors") or ([1.0 / k] * k if k else [])
     classifiers = [_classifier(layout, c, eps) for c in config["classifiers"]]
@@ -196,6 +231,7 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             "min_fidelity": config["generator"]["min_fidelity"],
         },
         "lipschitz": lipschitz,
+        "lipschitz_bracket": lipschitz_bracket(lipschitz) if lipschitz else None,
         "intrinsic": {"risk": [float(r) for r in risk], "curves": curves},
         "classifiers": classifiers,
         "stages": {n: r.get("seconds") for n, r in meta.get("stages", {}).items()},

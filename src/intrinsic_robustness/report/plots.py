@@ -16,7 +16,6 @@ from intrinsic_robustness.threat import NORM_TOL, THREATS
 
 MARKERS = {"unconstrained": "o", "in-distribution": "s", "certified": "^"}
 LINESTYLES = {"per_class": "-", "overall": "--"}
-METHOD_ALPHA = (1.0, 0.55, 0.35)
 
 
 def _plt() -> Any:
@@ -55,16 +54,12 @@ def bound_vs_risk(report: dict[str, Any]) -> bytes:
     colors = _colors(len(classifiers))
     for ax, e in zip(axes.flat, eps, strict=False):
         key = f"{e:g}"
-        for m_i, (method, conds) in enumerate(report["intrinsic"]["curves"].items()):
+        for method, conds in report["intrinsic"]["curves"].items():
+            style = _method_style(report, method)
             for cond, table in conds.items():
-                ax.plot(
-                    risk[keep],
-                    np.array(table[key])[keep],
-                    color="black",
-                    ls=LINESTYLES.get(cond, ":"),
-                    alpha=METHOD_ALPHA[m_i % 3],
-                    label=f"bound, {cond} ({method} L)",
-                )
+                ax.plot(risk[keep], np.array(table[key])[keep], ls=LINESTYLES.get(cond, ":"),
+                        label=f"bound, {cond} ({method} L{', certificate' if style['certificate'] else ''})",
+                        color=style["color"], alpha=style["alpha"], lw=style["lw"])
         for color, c in zip(colors, classifiers, strict=True):
             _classifier_points(ax, c, key, color)
         ax.set(
@@ -88,6 +83,21 @@ def bound_vs_risk(report: dict[str, Any]) -> bytes:
     )
     fig.tight_layout()
     return _png(fig)
+
+
+ESTIMATE_GREYS = ("black", "0.35", "0.6", "0.75")
+
+
+def _method_style(report: dict[str, Any], method: str) -> dict[str, Any]:
+    """Certified bounds in green (their own curves), estimates in shades of grey, in the report's order."""
+    lip = report["lipschitz"].get(method, {})
+    if lip.get("certified"):
+        certified = [m for m, v in report["lipschitz"].items() if v.get("certified")]
+        shade = ("tab:green", "darkgreen", "limegreen")[certified.index(method) % 3]
+        return {"color": shade, "alpha": 1.0, "lw": 2.0, "certificate": bool(lip.get("certificate"))}
+    estimates = [m for m, v in report["lipschitz"].items() if not v.get("certified")]
+    i = estimates.index(method) if method in estimates else 0
+    return {"color": ESTIMATE_GREYS[i % len(ESTIMATE_GREYS)], "alpha": 1.0, "lw": 1.3, "certificate": False}
 
 
 def _classifier_points(ax: Any, c: dict[str, Any], key: str, color: Any) -> None:
@@ -145,15 +155,10 @@ def robust_vs_eps(report: dict[str, Any]) -> bytes:
         if c.get("certified_accuracy"):
             cert = c["certified_accuracy"]
             ax.plot([float(k) for k in cert], list(cert.values()), marker="^", label="certified")
-        for m_i, (method, table) in enumerate((c.get("bound") or {}).items()):
-            ax.plot(
-                [float(k) for k in table],
-                list(table.values()),
-                color="black",
-                ls="--",
-                alpha=METHOD_ALPHA[m_i % 3],
-                label=f"T1 bound ({method} L)",
-            )
+        for method, table in (c.get("bound") or {}).items():
+            style = _method_style(report, method)
+            ax.plot([float(k) for k in table], list(table.values()), ls="--", color=style["color"],
+                    lw=style["lw"] * 0.8, label=f"T1 bound ({method} L)")
         ax.set(
             title=f"{c['name']} ({c['method']})",
             xlabel="eps (L2, [0,1] pixels)",

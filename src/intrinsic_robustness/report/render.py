@@ -59,11 +59,23 @@ def _summary(report: dict[str, Any]) -> list[str]:
     ]
     for method, lip in report["lipschitz"].items():
         values = ", ".join(f"{v:.3g}" for v in lip["lipschitz"])
-        lines.append(
-            f"Lipschitz ({method}, {lip['percentile']}, radius {lip['radius']:g}; estimates from "
-            f"below): {values}; eps limit min L r = {lip['max_eps']:.3g}"
-        )
+        basis = lip.get("basis") or f"{method} {lip['percentile']}, radius {lip['radius']:g} (estimate from below)"
+        lines.append(f"Lipschitz {method}: {values}; eps limit min L r = {lip['max_eps']:.3g}. {basis}")
     return lines
+
+
+def bracket_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per class: each method's L ([0, 1] scale) in bracket order, then per-method ratio summaries."""
+    bracket = report.get("lipschitz_bracket")
+    if not bracket:
+        return [], []
+    methods = bracket["methods"]
+    head = ["class", *(f"{m} ({report['lipschitz'][m]['percentile']})" for m in methods)]
+    rows = [[str(k), *(f"{bracket['values'][m][k]:.3g}" for m in methods)] for k in range(report["num_classes"])]
+    ratios = bracket.get("ratio_to_gradient") or {}
+    rows.append(["x gradient (median, max over anchors)",
+                 *(f"{ratios[m]['median']:.2f}, {ratios[m]['max']:.2f}" if m in ratios else "-" for m in methods)])
+    return head, rows
 
 
 def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
@@ -71,6 +83,11 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     out = [f"# Intrinsic-robustness report: {report['run']['name']}", ""]
     out += [f"- {line}" for line in _summary(report)] + ["", "## Flags", ""]
     out += [f"- **{f['kind']}**: {f['message']}" for f in report["flags"]] or ["- none"]
+    head, rows = bracket_rows(report)
+    if rows:
+        out += ["", "## Lipschitz bracket", "", f"L per class on the {report['lipschitz_bracket']['scale']} scale; "
+                "sampled values are estimates from below, certified ones upper bounds.", ""]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
     for c in report["classifiers"]:
         out += ["", f"## {c['name']} ({c['method']})", ""]
         if c.get("missing"):
@@ -118,6 +135,9 @@ def html_page(report: dict[str, Any], images: dict[str, bytes]) -> str:
     parts += [f"<li class='flag'><b>{esc(f['kind'])}</b>: {esc(f['message'])}</li>" for f in report["flags"]]
     parts.append("" if report["flags"] else "<li>none</li>")
     parts.append("</ul>")
+    head, rows = bracket_rows(report)
+    if rows:
+        parts.append("<h2>Lipschitz bracket</h2>" + _table(head, rows))
     for c in report["classifiers"]:
         parts.append(f"<h2>{esc(c['name'])} ({esc(c['method'])})</h2>")
         if c.get("missing"):
