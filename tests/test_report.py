@@ -152,7 +152,7 @@ def test_report_flags_robustness_above_bound(tmp_path, affine_generator):
 
 
 def test_report_flags_weak_attack(tmp_path, affine_generator):
-    """AutoAttack alone finding more adversarial examples than PGD alone is shown as a weak-attack flag."""
+    """AutoAttack alone finding more than the default ensemble on the same examples is a weak-attack flag."""
     from intrinsic_robustness.report import write_report
 
     run = make_run(tmp_path, affine_generator)
@@ -161,5 +161,7 @@ def test_report_flags_weak_attack(tmp_path, affine_generator):
     _eval_json(run / "eval" / "a" / "attack-autoattack.json", "unconstrained", [0, 0.3, 0.6, 0.9, 2.5, 1.9], labels, 3)
     rep = json.loads(write_report(run)["json"].read_text())
     weak = [f for f in rep["flags"] if f["kind"] == "weak_attack"]
-    assert {f["eps"] for f in weak} == {1.0, 2.0}
-    assert rep["classifiers"][0]["per_attack"]["unconstrained"]["pgd"]["1"] == pytest.approx(3 / 6)
+    assert {f["eps"] for f in weak} == {1.0, 2.0} and {f["attack"] for f in weak} == {"autoattack"}
+    table = rep["classifiers"][0]["per_attack"]["unconstrained"]
+    assert table["pgd"]["robust_accuracy"]["1"] == pytest.approx(3 / 6) == table["pgd"]["ensemble"]["1"]
+    assert table["autoattack"]["robust_accuracy"]["1"] == pytest.approx(2 / 6) and table["autoattack"]["n"] == 6

@@ -16,7 +16,7 @@ import numpy as np
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.pipeline.layout import RunLayout
 from intrinsic_robustness.storage import read_json
-from intrinsic_robustness.threat import THREATS, eps_key
+from intrinsic_robustness.threat import NORM_TOL, THREATS, eps_key
 
 FORMAT = "irob-report/1"
 RISK_POINTS = 101
@@ -165,7 +165,7 @@ def _classifier(layout: RunLayout, cfg: dict[str, Any], eps: np.ndarray) -> dict
         t: {eps_key(k): v for k, v in _by_eps(e.get("robust_accuracy")).items()} for t, e in evals.items()
     }
     entry["attacks"] = {t: e.get("attacks") for t, e in evals.items()}
-    entry["per_attack"] = _per_attack(layout, name)
+    entry["per_attack"] = _per_attack(layout, name, evals)
     cert = [e.get("certified_accuracy") for e in evals.values() if e.get("certified_accuracy")]
     entry["certified_accuracy"] = {eps_key(k): v for k, v in _by_eps(cert[0]).items()} if cert else None
     entry["min_norms"] = {t: e.get("min_norms", []) for t, e in evals.items()}
@@ -174,13 +174,21 @@ def _classifier(layout: RunLayout, cfg: dict[str, Any], eps: np.ndarray) -> dict
     return entry
 
 
-def _per_attack(layout: RunLayout, name: str) -> dict[str, Any]:
-    """Robust accuracy of each attack run alone (``evaluation.compare_attacks``), keyed by threat."""
+def _per_attack(layout: RunLayout, name: str, evals: dict[str, Any]) -> dict[str, Any]:
+    """Each attack run alone (``evaluation.compare_attacks``), keyed by threat: its robust accuracy on the first
+    n examples and, on the same n, that of the threat's main ensemble (for the weak-attack flag)."""
     table: dict[str, Any] = {}
     for attack, path in layout.compare_files(name):
         data = read_json(path)
+        threat, n = data.get("threat", "unconstrained"), int(data["n"])
         acc = {eps_key(k): v for k, v in _by_eps(data.get("robust_accuracy")).items()}
-        table.setdefault(data.get("threat", "unconstrained"), {})[attack] = acc
+        main = evals.get(threat)
+        ensemble = None
+        if main is not None and len(main.get("min_norms", [])) >= n:
+            norms = norms_array(main["min_norms"][:n])
+            ensemble = {k: float(np.mean(norms > float(k) + NORM_TOL)) for k in acc}
+        table.setdefault(threat, {})[attack] = {"n": n, "robust_accuracy": acc, "ensemble": ensemble,
+                                                "ensemble_attacks": None if main is None else main.get("attacks")}
     return table
 
 

@@ -8,8 +8,6 @@ import numpy as np
 
 from intrinsic_robustness.report.data import norms_array
 
-WEAK_PAIRS = (("autoattack", "pgd"),)
-
 
 def robust_above_bound(report: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:
     """Measured (or certified) robust accuracy above the classifier's own T1 bound."""
@@ -85,29 +83,24 @@ def eps_beyond_radius(report: dict[str, Any]) -> list[dict[str, Any]]:
     return flags
 
 
-def weak_attack(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """AutoAttack finding more adversarial examples than PGD: PGD is weak on this model."""
+def weak_attack(report: dict[str, Any], tolerance: float = 0.0) -> list[dict[str, Any]]:
+    """A reference attack run alone (compare_attacks) finding more than the default ensemble on the same examples."""
     flags = []
     for c in report["classifiers"]:
         for threat, table in (c.get("per_attack") or {}).items():
-            for strong, weak in WEAK_PAIRS:
-                if strong not in table or weak not in table:
-                    continue
-                for eps, acc_strong in table[strong].items():
-                    acc_weak = table[weak].get(eps)
-                    if acc_weak is not None and acc_strong is not None and acc_strong < acc_weak - 1e-9:
-                        flags.append(
-                            {
-                                "kind": "weak_attack",
-                                "classifier": c["name"],
-                                "threat": threat,
-                                "eps": float(eps),
-                                strong: acc_strong,
-                                weak: acc_weak,
-                                "message": f"{c['name']}: {strong} robust accuracy {acc_strong:.3f} < {weak} "
-                                f"{acc_weak:.3f} at eps {eps}: {weak} alone is weak here",
-                            }
-                        )
+            for attack, entry in table.items():
+                for eps, acc in (entry.get("ensemble") or {}).items():
+                    alone = entry["robust_accuracy"].get(eps)
+                    if alone is None or alone >= acc - tolerance - 1e-9:
+                        continue
+                    used = ", ".join(entry.get("ensemble_attacks") or ["the ensemble"])
+                    flags.append({
+                        "kind": "weak_attack", "classifier": c["name"], "threat": threat, "eps": float(eps),
+                        "attack": attack, "alone": alone, "ensemble": acc, "n": entry["n"],
+                        "message": f"{c['name']}: {attack} alone leaves robust accuracy {alone:.3f} at eps {eps} on "
+                        f"the first {entry['n']} examples, below the default ensemble's {acc:.3f} ({used}): the "
+                        "ensemble misses adversarial examples there",
+                    })
     return flags
 
 
@@ -141,6 +134,6 @@ def all_flags(report: dict[str, Any], tolerance: float = 0.0) -> list[dict[str, 
         robust_above_bound(report, tolerance)
         + norm_order(report)
         + eps_beyond_radius(report)
-        + weak_attack(report)
+        + weak_attack(report, tolerance)
         + low_fidelity(report)
     )
