@@ -119,10 +119,11 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, monke
 
 def test_cli_run_and_report(tmp_path, capsys):
     from intrinsic_robustness.cli import main
-    from intrinsic_robustness.pipeline.config import to_toml
+    from intrinsic_robustness.pipeline.config import config_to_dict
+    from intrinsic_robustness.pipeline.configfile import to_toml
 
     path = tmp_path / "tiny.toml"
-    path.write_text(to_toml(tiny_config()))
+    path.write_text(to_toml(config_to_dict(tiny_config())))
     run = tmp_path / "run"
     assert main(["run", str(path), "--run-dir", str(run), "--set", "dataset.n_test=10", "--seed", "1"]) == 0
     assert f"report: {run / 'report' / 'report.html'}" in capsys.readouterr().out.replace("\n", "")

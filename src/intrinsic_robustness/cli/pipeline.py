@@ -117,7 +117,8 @@ def config_show(
     """Print the resolved configuration (defaults filled in, overrides applied), checked as 'irob run' checks it
     (short of running code the config names)."""
     from intrinsic_robustness import api
-    from intrinsic_robustness.pipeline.config import config_to_dict, to_toml
+    from intrinsic_robustness.pipeline.config import config_to_dict
+    from intrinsic_robustness.pipeline.configfile import to_toml
     from intrinsic_robustness.pipeline.preflight import check_before_run
 
     resolved = api.resolve_config(config, set_ or [])
@@ -127,4 +128,4 @@ def config_show(
     if as_json:
         emit_json(config_to_dict(resolved))
     else:
-        out.print(to_toml(resolved), markup=False, highlight=False, soft_wrap=True)
+        out.print(to_toml(config_to_dict(resolved)), markup=False, highlight=False, soft_wrap=True)

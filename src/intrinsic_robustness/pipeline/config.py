@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_RADIUS
+from intrinsic_robustness.pipeline.configfile import apply_overrides, read_toml
 from intrinsic_robustness.pipeline.options import (
     CLASSIFIER_SET,
     EVALUATION_SET,
@@ -29,7 +28,6 @@ from intrinsic_robustness.pipeline.options import (
 from intrinsic_robustness.runtime import DEFAULT_DEVICE
 from intrinsic_robustness.threat import DEFAULT_EPS, THREATS
 
-SECTIONS = ("run", "generator", "lipschitz", "dataset", "classifiers", "evaluation", "report")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
@@ -376,72 +374,6 @@ def _one_line(exc: ValidationError, source: str) -> UserInputError:
     return UserInputError(f"{source}: {_loc(first['loc'])}: {msg}{more}")
 
 
-def _parse_value(text: str) -> Any:
-    """A ``--set`` value read as TOML (numbers, booleans, lists, quoted strings), else a bare string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def _set_path(data: dict[str, Any], path: list[str], value: Any, item: str) -> None:
-    node: Any = data
-    for i, part in enumerate(path[:-1]):
-        if isinstance(node, list):
-            node = _list_entry(node, part, item)
-        else:
-            if part not in node:
-                if i == 0 and part not in SECTIONS:
-                    raise UserInputError(
-                        f"--set {item}: unknown section {part!r}; sections: {', '.join(SECTIONS)}"
-                    )
-                node[part] = {}
-            node = node[part]
-    last = path[-1]
-    if isinstance(node, list):
-        raise UserInputError(
-            f"--set {item}: name a key inside the list entry, e.g. classifiers.NAME.epochs=3"
-        )
-    if not isinstance(node, dict):
-        raise UserInputError(f"--set {item}: {'.'.join(path[:-1])} is not a table")
-    node[last] = value
-
-
-def _list_entry(entries: list[Any], part: str, item: str) -> dict[str, Any]:
-    """A list entry by its ``name`` (classifiers.std) or by index (classifiers.0)."""
-    for entry in entries:
-        if isinstance(entry, dict) and entry.get("name") == part:
-            return entry
-    if part.isdigit() and int(part) < len(entries):
-        return entries[int(part)]
-    names = [e.get("name") for e in entries if isinstance(e, dict)]
-    raise UserInputError(f"--set {item}: no list entry {part!r}; use a name among {names} or an index")
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides (values parsed as TOML) to a raw config dict, in order."""
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        path = [p.strip() for p in key.strip().split(".")]
-        if not sep or len(path) < 2 or not all(path):
-            raise UserInputError(
-                f"--set {item!r}: expected section.key=value, e.g. --set dataset.n_train=1000"
-            )
-        _set_path(data, path, _parse_value(text.strip()), item)
-    return data
-
-
-def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a TOML file with one-line errors for a missing or malformed file."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"{p}: config file not found; pass a TOML file such as configs/demo.toml")
-    try:
-        return tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise UserInputError(f"{p}: not valid TOML ({' '.join(str(exc).split())})") from None
-
-
 def config_from_dict(data: dict[str, Any], source: str = "config") -> PipelineConfig:
     """Validate a raw dict into a :class:`PipelineConfig` (one-line error naming the bad key)."""
     try:
@@ -461,42 +393,3 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | tuple[str, 
 def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
     """The resolved config as plain JSON-able data (defaults filled in)."""
     return config.model_dump(mode="json")
-
-
-def to_toml(config: PipelineConfig) -> str:
-    """The resolved config as TOML text (what ``irob config show`` prints)."""
-    data = config_to_dict(config)
-    lines: list[str] = []
-    for section in SECTIONS:
-        value = data[section]
-        if isinstance(value, list):
-            for entry in value:
-                lines += [f"[[{section}]]", *_toml_table(entry, section), ""]
-        else:
-            lines += [f"[{section}]", *_toml_table(value, section), ""]
-    return "\n".join(lines)
-
-
-def _toml_table(table: dict[str, Any], prefix: str) -> list[str]:
-    simple = [
-        f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None and not isinstance(v, dict)
-    ]
-    nested = [f"{k} = {_toml_value(v)}" for k, v in table.items() if isinstance(v, dict)]
-    unset = [f"# {k} = (unset: library default)" for k, v in table.items() if v is None]
-    return simple + nested + unset
-
-
-def _toml_value(value: Any) -> str:
-    import json
-
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
