@@ -42,11 +42,11 @@ min_fidelity = 0.0
 options = {{ width = 32, hidden = 256, fidelity_epochs = 1, fidelity_per_class = 20 }}
 
 [lipschitz]
-methods = ["sampling", "paper-sampling", "gradient"]
+methods = ["sampling", "paper-sampling", "gradient", "certified-global", "certified-local"]
 anchors_per_class = 4
 radius = 2.0
 neighbors = 200
-options = {{ power_iters = 5, ascent_steps = 2, restarts = 1 }}
+options = {{ power_iters = 5, ascent_steps = 2, restarts = 1, anchors = 1, steps = 2, refine = 0 }}
 
 [dataset]
 n_train = 320
@@ -97,7 +97,7 @@ attacks = {{ unconstrained = ["fmn", "pgd", "autoattack"], in-distribution = ["l
 [evaluation.attack_options]
 fmn = {{ num_steps = 20 }}
 pgd = {{ num_steps = 10, step_size = 0.25 }}
-autoattack = {{ square_queries = 100 }}
+autoattack = {{ attacks = ["apgd-ce", "square"], square_queries = 50 }}
 latent = {{ search_steps = 2, num_steps = 20 }}
 
 [report]

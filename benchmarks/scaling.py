@@ -180,6 +180,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(os.environ.get("OUT") or "/tmp", "scaling"))
     parser.add_argument("--device", default="cuda", help="cuda (default); cpu only to dry-run the script")
+    parser.add_argument("--quick", action="store_true", help="only the backend probe and one sharded Lipschitz "
+                        "run on the affine reference (about a minute: for a short GPU lease)")
     args = parser.parse_args()
     import torch
 
@@ -199,6 +201,13 @@ def main() -> None:
     emit({"step": "start", "device": DEVICE, "gpu": gpu, "gpus": torch.cuda.device_count(), "torch": torch.__version__,
           "cuda": torch.version.cuda, "nccl": nccl})
     try:
+        if args.quick:
+            dist_env = probe_backend(out, env)
+            compare("irob lipschitz (gradient, affine)", ["lipschitz", "--generator", "affine", "--method", "gradient",
+                                                          "--anchors-per-class", "64", "--device", "cuda"],
+                    "lipschitz-affine", out, env, dist_env)
+            emit({"step": "done", "out": str(out)})
+            return
         prepare(out, env)
         dist_env = probe_backend(out, env)
         for method in ("sampling", "gradient"):

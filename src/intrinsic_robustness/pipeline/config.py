@@ -56,11 +56,16 @@ def check_device(value: str, flag: str = "--device") -> str:
 
 
 class RunConfig(_Section):
-    """Run-wide settings: base seed (every stage derives its own) and device."""
+    """Run-wide settings: base seed (every stage derives its own), device and CPU threads.
+
+    ``threads`` fixes torch's CPU thread count for the run (unset: torch's default, the number of cores).
+    Float results depend on it, so a run meant to be reproduced on other machines should set it.
+    """
 
     name: str = "run"
     seed: int = 0
     device: str = DEFAULT_DEVICE
+    threads: int | None = Field(None, ge=1, le=512)
 
     @field_validator("name")
     @classmethod

@@ -216,6 +216,8 @@ def run_pipeline(config: PipelineConfig, run_dir: str | os.PathLike[str], force:
     layout = RunLayout(check_output(run_dir, "--run-dir", kind="directory"))
     check_before_run(config, trust_code, layout.root)
     device = resolve_device(config.run.device)
+    if config.run.threads is not None:
+        torch.set_num_threads(config.run.threads)
     chosen = stages if stages is not None else build_stages(config, device, trust_code)
     match_force([s.name for s in chosen], force)  # an unknown --force name is refused before anything is written
     with exclusive(layout.root, "run directory"):  # under torchrun: rank 0 holds it and writes the records
