@@ -55,7 +55,9 @@ class AffineGenerator(nn.Module):
     def sample_latent(
         self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
     ) -> torch.Tensor:
-        return standard_normal_latent(n, self.latent_dim, generator, device or self.weight.device)
+        if device is None and generator is None:  # the contract: draw on the seed's device when one is given
+            device = self.weight.device
+        return standard_normal_latent(n, self.latent_dim, generator, device)
 
 
 def make_affine(latent_dim: int = 8, num_classes: int = 3, height: int = 6, width: int = 6, channels: int = 1,
