@@ -37,6 +37,10 @@ def lipschitz_command(
     = None,
     restarts: Annotated[int | None, typer.Option("--restarts", help="Random ascent starts (gradient).")]
     = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Equal radii in the quotient bound "
+                                              "(certified-local).")] = None,
+    refine: Annotated[int | None, typer.Option("--refine", help="Adaptively placed extra radii "
+                                               "(certified-local).")] = None,
     trust_code: TrustOpt = False,
 ) -> None:
     """Per-class local Lipschitz values of a generator (estimates from below unless certified) -> FILE.json."""
@@ -44,7 +48,7 @@ def lipschitz_command(
     from intrinsic_robustness.cli.console import out as console
 
     given = {"neighbors": neighbors, "batch_size": batch_size, "power_iters": power_iters,
-             "ascent_steps": ascent_steps, "restarts": restarts}
+             "ascent_steps": ascent_steps, "restarts": restarts, "steps": steps, "refine": refine}
     options = {k: v for k, v in given.items() if v is not None}
     result = api.lipschitz(generator, method, weights=generator_weights, seed=seed, device=device, out=out,
                            trust_code=trust_code, anchors_per_class=anchors_per_class, radius=radius, **options)
@@ -56,7 +60,8 @@ def lipschitz_command(
 def _table(result):  # noqa: ANN001, ANN202 - rich types stay out of the import path of `irob --help`
     from rich.table import Table
 
-    table = Table(title=f"local Lipschitz estimates ({result.method}, radius {result.radius:g}, "
+    kind = "certified bounds" if result.certified else "estimates"
+    table = Table(title=f"local Lipschitz {kind} ({result.method}, radius {result.radius:g}, "
                         f"{result.generator_evaluations:,} generator evaluations, {result.seconds:.1f} s)")
     table.add_column("class", justify="right")
     table.add_column("anchors", justify="right")

@@ -19,7 +19,7 @@ from intrinsic_robustness.distributed import collect, is_distributed
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.generators.protocol import ATTRIBUTES, CONTRACT, draw_latents
 from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_RADIUS, Estimator, positive_int
-from intrinsic_robustness.lipschitz.result import ClassLipschitz, LipschitzResult
+from intrinsic_robustness.lipschitz.result import CERTIFIED_NOTE, NOTE, ClassLipschitz, LipschitzResult
 from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.runtime import DEFAULT_DEVICE, derive_seed, make_generator, module_device, resolve_device
 
@@ -86,7 +86,8 @@ def estimate_lipschitz(gen: torch.nn.Module, method: str | Estimator = "sampling
                   "evaluation_rule": EVALUATION_RULE, **estimator.parameters()}
     return LipschitzResult(method=estimator.name, radius=float(radius), parameters=parameters,
                            per_class=tuple(per_class), generator_evaluations=int(evaluations),
-                           seconds=time.perf_counter() - started, certified=estimator.certified)
+                           seconds=time.perf_counter() - started, certified=estimator.certified,
+                           note=CERTIFIED_NOTE if estimator.certified else NOTE)
 
 
 def work_units(labels: Sequence[int], n: int, chunk: int | None) -> list[tuple[int, int, int]]:

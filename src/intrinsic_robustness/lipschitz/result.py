@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 NOTE = ("estimate from below of the local Lipschitz constant of decode(., y) on the [0,1] pixel scale: "
         "the largest quotient ||G(z',y)-G(z,y)||/||z'-z|| found within the radius around each anchor; "
         "the true constant can be larger, and percentiles over anchors are sample estimates")
+CERTIFIED_NOTE = ("certified upper bound on the Lipschitz constant of decode(., y) on the [0,1] pixel scale: at each "
+                  "anchor, no quotient ||G(z',y)-G(z,y)||/||z'-z|| within the radius exceeds it (global: for any "
+                  "pair of latents); percentiles over anchors are still sample statistics, so a bound built on them "
+                  "is a certificate only with a confidence level for the slack (--confidence)")
 
 # Fraction of the latent measure a percentile leaves out: the slack the bound subtracts per class.
 PERCENTILE_SLACK = {"p95": 0.05, "p99": 0.01, "p999": 0.001, "max": 0.0}
