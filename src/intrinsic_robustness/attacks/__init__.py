@@ -1,8 +1,9 @@
 """Attacks returning per-example minimal L2 norms, and the registry that builds them by name.
 
 Registered: ``pgd`` (the paper's L2 PGD, fixed eps), ``fmn`` (minimum-norm, alias ``minimal``), ``autoattack``
-(official AutoAttack, standard L2, fixed eps) for the unconstrained threat; ``latent`` (C&W in latent
-space, improved) for the in-distribution threat. Several names make a cascading :class:`Ensemble`. A new
+(official AutoAttack, standard L2, fixed eps) for the unconstrained threat; ``latent`` (scale-free:
+Gauss-Newton boundary searches and a whitened version of the paper's penalty search) for the in-distribution
+threat. Several names make a cascading :class:`Ensemble`. A new
 attack is one module with an :class:`Attack` subclass and one ``ATTACKS.register`` line below.
 """
 
@@ -28,7 +29,7 @@ ATTACKS: Registry[type[Attack]] = Registry("attack")
 ATTACKS.register("pgd", PGD, threat="unconstrained", label="PGD (L2, fixed eps)")
 ATTACKS.register("fmn", MinimalNorm, aliases=("minimal",), threat="unconstrained", label="FMN (minimum norm)")
 ATTACKS.register("autoattack", AutoAttackL2, threat="unconstrained", label="AutoAttack (standard L2)")
-ATTACKS.register("latent", LatentAttack, threat="in-distribution", label="latent C&W")
+ATTACKS.register("latent", LatentAttack, threat="in-distribution", label="latent (scale-free)")
 
 # The default ensemble per threat and device type. AutoAttack is a default member on CUDA; on a CPU it is a
 # cross-check run on a sample (evaluation.compare_attacks), because there it costs ~20-40x the cheap cascade.
