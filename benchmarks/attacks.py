@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from latent import paper_cw  # benchmarks/latent.py: the paper's C&W phase from given latents
 
-from intrinsic_robustness.attacks import PGD, AutoAttackL2, LatentAttack, MinimalNorm, margin
+from intrinsic_robustness.attacks import PGD, AutoAttackL2, LatentAttack, MinimalNorm
 from intrinsic_robustness.generators.acgan import ACGANGenerator
 from intrinsic_robustness.models.architectures import SmallCNN
 
@@ -111,30 +112,7 @@ def paper_latent_attack(model, gen, x, y, inversion_restarts=3, inversion_steps=
             err = (gen.decode(z, y) - x).flatten(1).norm(dim=1)
             better = err < best_err
             z_hat[better], best_err[better] = z.detach()[better], err[better]
-    lower, upper = torch.zeros(n), torch.full((n,), 1e10)
-    const = torch.full((n,), initial_const)
-    best = torch.full((n,), float("inf"))
-    for _ in range(search_steps):
-        z = z_hat.clone().requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=lr)
-        success = torch.zeros(n, dtype=torch.bool)
-        for _ in range(num_steps):
-            opt.zero_grad()
-            xa = gen.decode(z, y)
-            logits = model(xa)
-            dist2 = (xa - x).flatten(1).pow(2).sum(1)
-            (dist2 + const * margin(logits, y).clamp_min(0)).sum().backward()
-            with torch.no_grad():
-                wrong = logits.argmax(1) != y
-                best = torch.where(wrong, torch.minimum(best, dist2.sqrt()), best)
-                success |= wrong
-            opt.step()
-        upper = torch.where(success, torch.minimum(upper, const), upper)
-        lower = torch.where(success, lower, torch.maximum(lower, const))
-        const = torch.where(upper < 1e9, (lower + upper) / 2, const * 10)
-    with torch.no_grad():
-        best[model(x).argmax(1) != y] = 0.0
-    return best
+    return paper_cw(model, gen, x, y, z_hat, search_steps, num_steps, lr, initial_const)
 
 
 def in_distribution(model, gen, x, y, z, eps: float) -> dict:
