@@ -57,16 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``irob``: runs the app, turning expected failures into one-line errors (exit 2)."""
     import typer  # typer >= 0.29 vendors click: catch its own exception types, never import click
 
-    from intrinsic_robustness.cli.console import RichProgressHook, err
+    from intrinsic_robustness.cli.console import err, progress_hook
     from intrinsic_robustness.distributed import is_main
     from intrinsic_robustness.errors import UserInputError
-    from intrinsic_robustness.progress import set_progress_hook
+    from intrinsic_robustness.progress import get_progress_hook, set_progress_hook
 
     args = list(sys.argv[1:] if argv is None else argv)
     STATE["debug"] = "--debug" in args
     speaks = is_main()  # in a torchrun job only rank 0 shows progress and prints results (errors: every rank)
-    previous = set_progress_hook(RichProgressHook() if speaks else None)
+    previous = get_progress_hook()
     try:
+        set_progress_hook(progress_hook() if speaks else None)
         _refuse_empty(args)
         with contextlib.nullcontext() if speaks else contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
             app(args=args, prog_name="irob", standalone_mode=False)

@@ -1,8 +1,15 @@
-"""Rich bindings: the progress hook and the stderr/stdout consoles used by commands."""
+"""Rich bindings: the progress hooks and the stderr/stdout consoles used by commands.
+
+On a terminal progress is a live rich bar; anywhere else (a batch job's log file, ``nohup``, a pipe) rich
+would print nothing until a task ends, so :class:`LineProgressHook` writes one plain line per task start,
+at most one per ``interval`` seconds while it runs, and one when it ends.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+import time
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -51,3 +58,72 @@ class RichProgressHook:
             self._progress.stop()
             self._progress = None
             self._open = 0
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class LineProgressHook:
+    """Progress as plain log lines (for non-terminals): start, every ``interval`` seconds, and end."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 30.0) -> None:
+        self._stream = stream
+        self._interval = float(interval)
+        self._tasks: dict[int, dict[str, Any]] = {}
+        self._next = 0
+
+    def _write(self, text: str) -> None:
+        stream = self._stream or sys.stderr
+        stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+        stream.flush()
+
+    def _line(self, t: dict[str, Any], now: float) -> str:
+        elapsed = now - t["start"]
+        done, total = t["done"], t["total"]
+        if not total:
+            return f"{t['name']} {done} done, {_clock(elapsed)} elapsed"
+        left = f", ~{_clock(elapsed * (total - done) / done)} left" if 0 < done < total else ""
+        return f"{t['name']} {done}/{total} ({100 * done / total:.0f}%), {_clock(elapsed)} elapsed{left}"
+
+    def start(self, description: str, total: int | None) -> Any:
+        self._next += 1
+        now = time.monotonic()
+        self._tasks[self._next] = {"name": description, "total": total, "done": 0, "start": now, "last": now}
+        self._write(f"{description}: started" + (f" ({total} steps)" if total else ""))
+        return self._next
+
+    def advance(self, task: Any, amount: int = 1) -> None:
+        t = self._tasks.get(task)
+        if t is None:
+            return
+        t["done"] += amount
+        now = time.monotonic()
+        if now - t["last"] >= self._interval:
+            t["last"] = now
+            self._write(self._line(t, now))
+
+    def finish(self, task: Any) -> None:
+        t = self._tasks.pop(task, None)
+        if t is not None:
+            self._write(self._line(t, time.monotonic()).replace(" elapsed", " in total", 1).split(", ~")[0])
+
+
+def progress_hook() -> RichProgressHook | LineProgressHook:
+    """A live bar on a terminal, log lines elsewhere (``IROB_PROGRESS_SECONDS`` sets their interval, default 30)."""
+    import os
+
+    if err.is_terminal:
+        return RichProgressHook()
+    from intrinsic_robustness.errors import UserInputError
+
+    raw = os.environ.get("IROB_PROGRESS_SECONDS", "30")
+    try:
+        interval = float(raw)
+    except ValueError:
+        interval = -1.0
+    if not 0 <= interval < float("inf"):
+        raise UserInputError(f"IROB_PROGRESS_SECONDS={raw!r} is not a number of seconds >= 0; unset it or use e.g. 30")
+    return LineProgressHook(interval=interval)
