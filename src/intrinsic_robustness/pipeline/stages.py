@@ -76,11 +76,14 @@ def lipschitz_stage(config: PipelineConfig, method: str, device: torch.device, t
 
     def run(ctx: StageContext) -> Sequence[str]:
         from intrinsic_robustness.lipschitz import estimate_lipschitz
+        from intrinsic_robustness.lipschitz.estimate import make_estimator
 
         gen = _load_gen(ctx.layout, device, trust_code)
-        result = estimate_lipschitz(gen, method, anchors_per_class=section.anchors_per_class, radius=section.radius,
-                                    seed=derive_seed(config.run.seed, "lipschitz"),  # same anchors for every method
-                                    device=device, **options)
+        # the estimator is built here so that its own options (e.g. certified-local's ``radius``) never collide
+        # with the run-wide arguments of estimate_lipschitz
+        result = estimate_lipschitz(gen, make_estimator(method, **options), anchors_per_class=section.anchors_per_class,
+                                    radius=section.radius, seed=derive_seed(config.run.seed, "lipschitz"),
+                                    device=device)  # same anchors for every method
         out = ctx.layout.lipschitz_file(method)
         if is_main():  # under torchrun every rank holds the gathered result; rank 0 writes it
             result.save(out)
