@@ -119,8 +119,8 @@ def compare(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, index: tor
             aa_cache: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Robust accuracies and CPU seconds per example of every attack on one slice (+ per-example arrays)."""
     n = len(x)
-    aa = cached_autoattack(aa_cache, n, grid) if aa_cache is not None and aa_cache.is_file() else None
-    aa = aa or {e: autoattack_per_example(model, x, y, index, e, seed) for e in grid}
+    cached = cached_autoattack(aa_cache, n, grid) if aa_cache is not None and aa_cache.is_file() else None
+    aa = cached or {e: autoattack_per_example(model, x, y, index, e, seed) for e in grid}
     t_aa = sum(float(a["seconds"].sum()) for a in aa.values())
     new, old = run_cheap(model, x, y, index, grid, seed, False), run_cheap(model, x, y, index, grid, seed, True)
     out: dict[str, Any] = {"n": n, "clean_accuracy": clean_accuracy(model, x, y), "robust_accuracy": {},
@@ -139,8 +139,9 @@ def compare(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, index: tor
                         label + "only cheap cascade breaks": int((~cheap & aa[e]["robust"]).sum())})
         out["robust_accuracy"][f"{e:g}"] = row
     out["full_cascade"] = full_cascade(new, aa, grid, n)
-    if aa_cache is not None and aa_cache.is_file():
+    if cached:
         out["autoattack_source"] = f"cached batched runs in {aa_cache} (seconds: the batch mean per example)"
+        out["full_cascade"]["how"] = "priced at the cached batch's mean AutoAttack seconds per example"
     if run_full:
         out["full_cascade"]["run"] = run_full_cascade(model, x, y, index, grid, seed)
     ratios = {k: v / out["cpu_s_per_example"]["autoattack (all eps)"] for k, v in out["cpu_s_per_example"].items()}
@@ -208,9 +209,8 @@ def main() -> None:
             continue
         for a, b in parse_slices(args.slices):
             index = torch.arange(a, b)
-            cached = Path(args.autoattack_cache) / f"aa_{name}_{a}_{b}.pt" if args.autoattack_cache else None
-            if cached is not None and args.seed != 0:
-                cached = None
+            use_cache = args.autoattack_cache and args.seed == 0  # the saved runs used seed 0
+            cached = Path(args.autoattack_cache) / f"aa_{name}_{a}_{b}.pt" if use_cache else None
             res, arrays[f"{name}/{a}:{b}"] = compare(model, x_test[a:b], y_test[a:b], index, grid, args.seed,
                                                      f"{name}/{a}:{b}" in args.run_full_cascade.split(","), cached)
             report["models"][name]["slices"][f"{a}:{b}"] = res

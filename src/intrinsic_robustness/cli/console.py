@@ -80,13 +80,14 @@ class LineProgressHook:
         stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
         stream.flush()
 
-    def _line(self, t: dict[str, Any], now: float) -> str:
+    def _line(self, t: dict[str, Any], now: float, final: bool = False) -> str:
         elapsed = now - t["start"]
         done, total = t["done"], t["total"]
+        spent = f"{_clock(elapsed)} in total" if final else f"{_clock(elapsed)} elapsed"
         if not total:
-            return f"{t['name']} {done} done, {_clock(elapsed)} elapsed"
-        left = f", ~{_clock(elapsed * (total - done) / done)} left" if 0 < done < total else ""
-        return f"{t['name']} {done}/{total} ({100 * done / total:.0f}%), {_clock(elapsed)} elapsed{left}"
+            return f"{t['name']} {done} done, {spent}"
+        left = f", ~{_clock(elapsed * (total - done) / done)} left" if 0 < done < total and not final else ""
+        return f"{t['name']} {done}/{total} ({100 * done / total:.0f}%), {spent}{left}"
 
     def start(self, description: str, total: int | None) -> Any:
         self._next += 1
@@ -108,7 +109,7 @@ class LineProgressHook:
     def finish(self, task: Any) -> None:
         t = self._tasks.pop(task, None)
         if t is not None:
-            self._write(self._line(t, time.monotonic()).replace(" elapsed", " in total", 1).split(", ~")[0])
+            self._write(self._line(t, time.monotonic(), final=True))
 
 
 def progress_hook() -> RichProgressHook | LineProgressHook:
