@@ -20,8 +20,7 @@ import torch
 def time_method(method: str, images: torch.Tensor, labels: torch.Tensor, batches: int, n: int) -> dict:
     from intrinsic_robustness.runtime import make_generator
     from intrinsic_robustness.training.loop import _build, _optimizer
-    from intrinsic_robustness.training.objectives import METHODS
-    from intrinsic_robustness.training.schedule import paper_recipe
+    from intrinsic_robustness.training.objectives import METHODS, paper_recipe
 
     recipe = paper_recipe(method, tuple(images.shape[1:]))
     model = _build(recipe.arch, 10, tuple(images.shape[1:]), 0, torch.device("cpu"))

@@ -309,7 +309,7 @@ CASES = [
       "--threat", "unconstrained", "--out", "{ws}/e.json"),
     C("evaluate: classifier config naming code", "names code '_user_code:payload_classifier'", "evaluate",
       "--classifier", "{ws}/evil-clf", "--data", "{ws}/ds", "--threat", "unconstrained", "--out", "{ws}/e.json"),
-    C("evaluate: images of another size", "trained on 1x6x6 images, the data has 1x28x28", "evaluate",
+    C("evaluate: images of another size", "trained on 1x6x6 images, the data has 1x8x8", "evaluate",
       "--classifier", "{ws}/clf", "--data", "idx:{ws}/idx-8x8", "--threat", "unconstrained", "--attack", "pgd",
       "--out", "{ws}/e.json"),
     C("evaluate: factory classifier, images of another size", "mat1 and mat2 shapes cannot be multiplied",

@@ -41,11 +41,11 @@ def test_per_class_lipschitz_is_the_prior_weighted_sum():
     risk, eps, lips, priors = 0.2, 0.7, np.array([0.5, 1.0, 3.0]), np.array([0.2, 0.3, 0.5])
     expected = np.sum(priors * norm.cdf(norm.ppf(1 - risk) - eps / lips))
     assert intrinsic_robustness(risk, eps, lips, priors=priors) == pytest.approx(expected, rel=1e-12)
-    # uniform priors by default; slack adds delta_y per class, clipped at 1
+    # uniform priors by default; slack adds delta_y per class, clipped at the trivial bound 1 - risk
     uniform = np.mean(norm.cdf(norm.ppf(1 - risk) - eps / lips))
     assert intrinsic_robustness(risk, eps, lips) == pytest.approx(uniform, rel=1e-12)
     slack = np.array([0.05, 0.0, 0.9])
-    terms = np.minimum(1.0, norm.cdf(norm.ppf(1 - risk) - eps / lips) + slack)
+    terms = np.minimum(1.0 - risk, norm.cdf(norm.ppf(1 - risk) - eps / lips) + slack)
     assert intrinsic_robustness(risk, eps, lips, priors, slack=slack) == pytest.approx(
         priors @ terms, rel=1e-12
     )
@@ -165,7 +165,8 @@ def test_overall_is_looser_than_per_class_and_slack_enters_once():
     with_slack = intrinsic_robustness(
         0.2, 1.0, lips, priors=priors, condition="overall", slack=[0.1, 0.0, 0.05]
     )
-    assert with_slack == pytest.approx(min(1.0, overall + 0.5 * 0.1 + 0.2 * 0.05))
+    assert with_slack == pytest.approx(min(1.0 - 0.2, overall + 0.5 * 0.1 + 0.2 * 0.05))
+    assert overall <= 1.0 - 0.2 + 1e-12
 
 
 # --------------------------------------------------------------------------------------------- Monte Carlo

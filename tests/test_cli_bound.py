@@ -239,7 +239,7 @@ def test_end_to_end_with_an_estimated_lipschitz_file(capsys, tmp_path, affine_ge
     """irob lipschitz's real output feeds irob bound; the sampled L stays below ||A||_2 (an estimate)."""
     from intrinsic_robustness.lipschitz import estimate_lipschitz
 
-    result = estimate_lipschitz(affine_generator, anchors_per_class=8, radius=0.5, neighbors=64, seed=0)
+    result = estimate_lipschitz(affine_generator, "sampling", anchors_per_class=8, radius=0.5, neighbors=64, seed=0)
     result.save(tmp_path / "lipschitz.json")
     code, out, _ = _run(
         capsys,

@@ -112,7 +112,8 @@ def test_to_toml_round_trips():
     assert config_to_dict(again) == config_to_dict(cfg)
 
 
-@pytest.mark.parametrize("name", ["demo", "fashion-mnist", "mnist-cpu", "paper-mnist", "paper-imagenet10"])
+@pytest.mark.parametrize("name", ["demo", "fashion-mnist", "fashion-cpu", "mnist-cpu", "paper-mnist",
+                                  "paper-imagenet10"])
 def test_shipped_configs_validate(name):
     cfg = load_config(ROOT / "configs" / f"{name}.toml")
     assert cfg.classifiers

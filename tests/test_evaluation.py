@@ -15,7 +15,8 @@ from intrinsic_robustness.evaluation import evaluate, load_norms
 from intrinsic_robustness.generators import make_affine
 
 AFFINE_SPEC = "affine"  # a built-in name: a manifest naming a factory would need trust_code=True
-KEYS = ["threat", "attacks", "n", "natural_error", "class_errors", "min_norms", "robust_accuracy", "seconds"]
+KEYS = ["format", "threat", "attacks", "n", "natural_error", "class_errors", "min_norms", "robust_accuracy",
+        "natural_accuracy", "natural_accuracy_ci", "robust_accuracy_ci", "confidence", "seconds"]
 FAST = {"fmn": {"num_steps": 30}, "pgd": {"num_steps": 10, "step_size": 0.1}}
 FAST_LATENT = {"latent": {"search_steps": 2, "num_steps": 15, "lr": 0.05}}
 

@@ -78,7 +78,7 @@ def test_bound_inputs_refuses_mean_partial_classes_and_bad_files(tmp_path):
 def test_bound_inputs_warns_when_few_anchors_cannot_resolve_the_slack(caplog):
     with caplog.at_level("WARNING"):
         bound_inputs(_result(n=20), "p99")
-    assert "not resolved" in caplog.text
+    assert "not supported by this sample" in caplog.text
 
 
 def test_cli_writes_the_json_keys(tmp_path, capsys):
@@ -98,8 +98,8 @@ def test_cli_writes_the_json_keys(tmp_path, capsys):
 
 def test_cli_sampling_and_bad_input_exit_two(tmp_path, capsys):
     out = tmp_path / "s.json"
-    assert main(["lipschitz", "--generator", "affine", "--anchors-per-class", "2", "--neighbors", "10",
-                 "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["lipschitz", "--generator", "affine", "--method", "sampling", "--anchors-per-class", "2",
+                 "--neighbors", "10", "--device", "cpu", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["generator_evaluations"] == 3 * 2 * 11
     assert main(["lipschitz", "--generator", "affine", "--radius", "-1", "--device", "cpu",
                  "--out", str(tmp_path / "x.json")]) == 2

@@ -134,7 +134,8 @@ def test_report_html_is_self_contained(tmp_path, affine_generator):
     assert html.count("data:image/png;base64,") == 5
     assert "src='http" not in html and 'src="http' not in html and "<link" not in html
     md = paths["md"].read_text()
-    assert "| eps | unconstrained | in-distribution | certified |" in md
+    assert "| eps | unconstrained (95% CI) | in-distribution (95% CI) | certified (95% CI) |" in md
+    assert "T1 estimate (" in md and "T1 bound (gradient)" not in md  # gradient L is estimated, not certified
     for name in ("bound_vs_risk", "robust_vs_eps", "lipschitz", "samples", "adversarial"):
         png = paths[name].read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,9 +14,8 @@ from intrinsic_robustness.models import build_architecture, load_classifier
 from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.progress import set_progress_hook
 from intrinsic_robustness.threat import l2_norm
-from intrinsic_robustness.training import METHODS, eps_at, fit, held_out_errors, lr_at, pgd_l2
+from intrinsic_robustness.training import METHODS, eps_at, fit, held_out_errors, lr_at, paper_recipe, pgd_l2
 from intrinsic_robustness.training.objectives import trades_perturb
-from intrinsic_robustness.training.schedule import paper_recipe, scaled_ramp
 
 
 def blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,9 +51,8 @@ def test_paper_recipes_and_eps_ramp():
     assert paper_recipe("trades", (3, 32, 32)).num_steps == 10 and paper_recipe("trades", (1, 28, 28)).beta == 6.0
     cert = paper_recipe("certified", (1, 28, 28))
     assert (cert.arch, cert.optimizer, cert.eps, cert.batch_size, cert.proj) == ("wk-small", "adam", 2.0, 50, 50)
-    assert eps_at(0, cert) == pytest.approx(0.05) and eps_at(19, cert) == 2.0 and eps_at(59, cert) == 2.0
-    assert eps_at(5, cert) < eps_at(6, cert) < 2.0
-    assert scaled_ramp(cert, 6) == 2
+    assert eps_at(0, cert) == pytest.approx(0.05) and eps_at(20, cert) == 2.0 and eps_at(59, cert) == 2.0
+    assert eps_at(5, cert) < eps_at(6, cert) < eps_at(19, cert) < 2.0
     with pytest.raises(UserInputError, match="training method"):
         paper_recipe("fgsm", (1, 28, 28))
 

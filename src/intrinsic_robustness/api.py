@@ -10,12 +10,14 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from intrinsic_robustness.lipschitz.base import DEFAULT_METHOD
 from intrinsic_robustness.pipeline.config import PipelineConfig, load_config
 from intrinsic_robustness.runtime import DEFAULT_DEVICE
 
 if TYPE_CHECKING:
     import torch
 
+    from intrinsic_robustness.concentration import ConcentrationResult
     from intrinsic_robustness.evaluation import EvalResult
     from intrinsic_robustness.lipschitz import LipschitzResult
 
@@ -67,10 +69,12 @@ def run(config: PipelineConfig | str | os.PathLike[str], run_dir: str | os.PathL
 
 
 def report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-    """Re-render the report of a run from its files (no model runs)."""
+    """Re-render the report of a run from its files (no model runs); given a ``report.json``, re-derive it."""
     from intrinsic_robustness.distributed import main_only
-    from intrinsic_robustness.report import write_report
+    from intrinsic_robustness.report import refresh_report, write_report
 
+    if Path(run_dir).is_file():  # a report.json kept without its run: recompute what derives from its facts
+        return main_only(refresh_report, run_dir, out)
     return main_only(write_report, run_dir, out)  # under torchrun rank 0 writes
 
 
@@ -107,10 +111,11 @@ def generate(generator: str, out: str | os.PathLike[str], n_train: int, n_test: 
                                 shard_size=max(batch_size, 10_000), device=dev, overwrite=overwrite)
 
 
-def lipschitz(generator: str, method: str = "sampling", weights: str | None = None, seed: int = 0,
+def lipschitz(generator: str, method: str = DEFAULT_METHOD, weights: str | None = None, seed: int = 0,
               device: str | torch.device = DEFAULT_DEVICE, out: str | os.PathLike[str] | None = None,
               trust_code: bool = False, **options: Any) -> LipschitzResult:
-    """Per-class local Lipschitz values of a generator spec (``options``: anchors, radius, method options)."""
+    """Per-class local Lipschitz values of a generator spec (``options``: ``anchors_per_class``, the run's
+    ``radius``, ``classes``, and ``options={...}``: the method's own options, apart from the run's)."""
     import dataclasses
 
     from intrinsic_robustness.generators.load import load_generator
@@ -136,36 +141,62 @@ def lipschitz(generator: str, method: str = "sampling", weights: str | None = No
 
 
 def train_generator(dataset: str, out: str | os.PathLike[str], epochs: int, seed: int = 0,
-                    device: str | torch.device = DEFAULT_DEVICE, **options: Any) -> dict[str, Any]:
-    """Train (or resume) the paper's ACGAN on real images; returns the ``training.json`` content. One process
-    at a time may write ``out`` (a second is refused, naming the holder)."""
-    from intrinsic_robustness.generators.train import train_acgan
+                    device: str | torch.device = DEFAULT_DEVICE, family: str = "acgan",
+                    **options: Any) -> dict[str, Any]:
+    """Train (or resume) a generator of ``family`` (the paper's ACGAN, or ``flow``) on real images; returns the
+    ``training.json`` content. One process at a time may write ``out`` (a second is refused, naming the holder)."""
+    from intrinsic_robustness.generators.train import train_family, trainer
     from intrinsic_robustness.storage import check_output, clean_on_failure, exclusive
 
+    trainer(family)
     check_output(out, "--out", kind="directory")
     with clean_on_failure(out), exclusive(out, "generator output"):
         from intrinsic_robustness.distributed import main_only  # not sharded: under torchrun rank 0 trains
 
-        return main_only(train_acgan, dataset, out, epochs, seed=seed, device=device, **options)
+        return main_only(train_family, family, dataset, out, epochs, seed=seed, device=device, **options)
 
 
 def train_classifier(data: str | os.PathLike[str], method: str, out: str | os.PathLike[str], seed: int = 0,
-                     device: str | torch.device = DEFAULT_DEVICE, **options: Any) -> dict[str, Any]:
-    """Train a classifier on a generated dataset's train split; returns its saved ``config.json``. One process
-    at a time may write ``out`` (a second is refused, naming the holder)."""
-    from intrinsic_robustness.data.synthetic import load_dataset
+                     device: str | torch.device = DEFAULT_DEVICE, image_size: int | None = None,
+                     n_train: int | None = None, **options: Any) -> dict[str, Any]:
+    """Train a classifier on the train split of a generated dataset directory or of real images (``digits``,
+    ``mnist``, ``fashion-mnist``, ``idx:DIR``; at ``image_size``, default their own size), optionally on its
+    first ``n_train`` images; returns the saved ``config.json``. One process at a time may write ``out``."""
     from intrinsic_robustness.errors import UserInputError
     from intrinsic_robustness.storage import check_output, clean_on_failure, exclusive, read_json
     from intrinsic_robustness.training import METHODS, fit
 
     METHODS.canonical(method)
     check_output(out, "--out", kind="directory")
-    train = load_dataset(data, "train")
+    train = training_data(data, image_size)
+    if n_train is not None:
+        if n_train < 1:
+            raise UserInputError(f"--n-train {n_train}: expected a positive number of training images")
+        train = train.head(min(int(n_train), len(train)))
     if len(train) == 0:
         raise UserInputError(f"--data {data}: the train split is empty; generate with --n-train > 0")
     with clean_on_failure(out), exclusive(out, "classifier output"):
         path = fit(train, method, seed=seed, device=device, out=out, **options)
     return read_json(path / "config.json")
+
+
+def training_data(data: str | os.PathLike[str], image_size: int | None = None) -> Any:
+    """The train split of a generated dataset directory, or of a named real dataset (no latents)."""
+    from intrinsic_robustness.data.real import RealDataset, is_real_name
+    from intrinsic_robustness.data.synthetic import load_dataset
+    from intrinsic_robustness.errors import UserInputError
+
+    if not (Path(data) / "manifest.json").is_file() and not is_real_name(str(data)):
+        raise UserInputError(f"--data {data}: neither a dataset directory written by 'irob generate' (no "
+                             "manifest.json there) nor real images; expected digits, fashion-mnist, mnist or idx:DIR")
+    if (Path(data) / "manifest.json").is_file():
+        if image_size is not None:
+            raise UserInputError(f"--image-size {image_size}: only real data (digits, mnist, fashion-mnist, "
+                                 "idx:DIR) is resized; a generated dataset keeps its generator's size")
+        return load_dataset(data, "train")
+    if image_size is not None and image_size < 4:
+        raise UserInputError(f"--image-size {image_size}: expected at least 4 pixels")
+    return RealDataset.load(str(data), "train", image_size)
 
 
 def evaluate(classifier: str, data: str, threat: str, out: str | os.PathLike[str] | None = None,
@@ -180,3 +211,21 @@ def evaluate(classifier: str, data: str, threat: str, out: str | os.PathLike[str
     return run_evaluation(classifier, data, generator=generator, threat=threat, attacks=attacks,
                           eps=tuple(eps) if eps is not None else DEFAULT_EPS, seed=seed, device=device, out=out,
                           trust_code=trust_code, **options)
+
+
+def concentration(data: str | os.PathLike[str], alpha: Sequence[float], eps: Sequence[float], method: str = "all",
+                  split_seed: int = 0, device: str | torch.device = DEFAULT_DEVICE,
+                  out: str | os.PathLike[str] | None = None, image_size: int | None = None,
+                  **options: Any) -> ConcentrationResult:
+    """Concentration of a dataset's images (real name or generated directory): regions fitted on one seeded half,
+    measured on the other (``options``: components, powers, max_balls, max_centres, knn, chunk)."""
+    from intrinsic_robustness.concentration import estimate_concentration, load_sample
+    from intrinsic_robustness.storage import check_output
+
+    if out is not None:
+        check_output(out, "--out")
+    points, info = load_sample(data, image_size)
+    result = estimate_concentration(points, alpha, eps, method, split_seed, device, data=info, **options)
+    if out is not None:
+        result.save(out)
+    return result

@@ -166,10 +166,11 @@ def _per_class_core(
     adversarial: bool = False,
 ) -> np.ndarray:
     shift = eps[..., None] / lips
-    if adversarial:
-        terms = np.maximum(0.0, adversarial_term(risk[..., None], shift) - delta)
-    else:
-        terms = np.minimum(1.0, robust_term(risk[..., None], shift) + delta)
+    error = risk[..., None]
+    if adversarial:  # never below the error itself: the expansion of the error set contains it
+        terms = np.maximum(error, adversarial_term(error, shift) - delta)
+    else:  # never above 1 - error: robust accuracy cannot exceed clean accuracy (the trivial bound)
+        terms = np.minimum(1.0 - error, robust_term(error, shift) + delta)
     return (terms * prior).sum(axis=-1)
 
 
@@ -254,8 +255,8 @@ def _overall_core(
             f"search over 2^{prior.size} allocations; supported up to {MAX_ENUMERATED_CLASSES} "
             "classes (use equal priors or condition='per_class')"
         )
-    total_slack = float(delta @ prior)
-    return value - total_slack if adversarial else value + total_slack
+    total_slack = float(delta @ prior)  # clipped at the trivial bound (risk / 1 - risk), as per class
+    return np.maximum(risk, value - total_slack) if adversarial else np.minimum(1.0 - risk, value + total_slack)
 
 
 def _core(
@@ -337,8 +338,34 @@ def classifier_bound(
     errors = _per_class(_unit_interval(class_errors, "class_errors"), "class_errors")
     e = _eps_array(eps)
     lips, prior, delta = _classes(lipschitz, priors, slack, errors.size)
-    terms = np.minimum(1.0, robust_term(errors, e[..., None] / lips) + delta)
-    return _result((terms * prior).sum(axis=-1))
+    return _result((_classifier_terms(errors, e, lips, delta) * prior).sum(axis=-1))
+
+
+def _classifier_terms(errors: np.ndarray, eps: np.ndarray, lips: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """Per-class T1 terms, each clipped at clean accuracy 1 - alpha_y (robust accuracy never exceeds it)."""
+    return np.minimum(1.0 - errors, robust_term(errors, eps[..., None] / lips) + delta)
+
+
+def classifier_bound_trivial(
+    class_errors: ArrayLike,
+    eps: ArrayLike,
+    lipschitz: ArrayLike,
+    priors: ArrayLike | None = None,
+    slack: ArrayLike | None = None,
+) -> np.ndarray:
+    """Per eps, whether T1 says nothing beyond clean accuracy: every class term with mass is clipped at 1 - alpha_y.
+
+    >>> bool(classifier_bound_trivial([0.1, 0.1], 0.01, 1.0, slack=0.05))
+    True
+    >>> bool(classifier_bound_trivial([0.1], 3.0, 1.0))
+    False
+    """
+    errors = _per_class(_unit_interval(class_errors, "class_errors"), "class_errors")
+    e = _eps_array(eps)
+    lips, prior, delta = _classes(lipschitz, priors, slack, errors.size)
+    raw = robust_term(errors, e[..., None] / lips) + delta
+    binds = (raw >= 1.0 - errors) | (prior <= 0)
+    return np.asarray(binds.all(axis=-1))
 
 
 def worst_case_allocation(

@@ -12,18 +12,23 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.threat import misclassified
 
 _SUPPORTED = (nn.Conv2d, nn.Linear, nn.ReLU, nn.Flatten)
 
 
-def check_certifiable(model: nn.Module) -> nn.Sequential:
-    """The dual network needs an ``nn.Sequential`` of Conv2d, Linear, ReLU and Flatten ending in Linear."""
+def check_certifiable(model: nn.Module, image_shape: Sequence[int] | None = None) -> nn.Sequential:
+    """The dual network needs an ``nn.Sequential`` of Conv2d, Linear, ReLU and Flatten ending in Linear.
+
+    With ``image_shape`` it also checks the sizes: convex_adversarial's dual of a strided convolution (a
+    transposed convolution) only matches its input when the stride divides the padded input exactly.
+    """
     if not isinstance(model, nn.Sequential):
         raise UserInputError(f"certified: {type(model).__name__} is not an nn.Sequential; use --arch wk-small "
                              "(or a Sequential of Conv2d/Linear/ReLU/Flatten layers)")
@@ -33,7 +38,35 @@ def check_certifiable(model: nn.Module) -> nn.Sequential:
                                  "Conv2d, Linear, ReLU and Flatten (e.g. --arch wk-small)")
     if len(model) == 0 or not isinstance(model[-1], nn.Linear):
         raise UserInputError("certified: the network must end with an nn.Linear layer giving the logits")
+    if image_shape is not None:
+        _check_conv_sizes(model, tuple(int(v) for v in image_shape))
     return model
+
+
+def _check_conv_sizes(model: nn.Sequential, image_shape: tuple[int, ...]) -> None:
+    """Refuse image sizes whose strided convolutions leave a remainder (the dual network fails on them)."""
+    if _conv_sizes_fit(model, image_shape[-2:]):
+        return
+    works = [n for n in range(1, 65) if _conv_sizes_fit(model, (n, n))]
+    listed = ", ".join(f"{n}x{n}" for n in works[:8]) + (", ..." if len(works) > 8 else "")
+    raise UserInputError(
+        f"certified: images {'x'.join(map(str, image_shape))} do not fit this network's strided convolutions "
+        f"exactly, which the dual bound needs; sizes that work: {listed or 'none up to 64x64'} (resize the "
+        "images, or use --arch mlp-tiny / linear)")
+
+
+def _conv_sizes_fit(model: nn.Sequential, hw: Sequence[int]) -> bool:
+    """Whether every Conv2d's stride divides its padded input minus the kernel (output sizes exact)."""
+    size = [int(v) for v in hw]
+    for layer in model:
+        if not isinstance(layer, nn.Conv2d) or isinstance(layer.padding, str):
+            continue
+        for d in range(2):
+            span = size[d] + 2 * layer.padding[d] - layer.kernel_size[d]
+            if span < 0 or span % layer.stride[d]:
+                return False
+            size[d] = span // layer.stride[d] + 1
+    return True
 
 
 @contextlib.contextmanager
@@ -42,10 +75,10 @@ def _rng_from(generator: torch.Generator | None, device: torch.device) -> Iterat
     if generator is None:
         yield
         return
+    from intrinsic_robustness.runtime import seeded
+
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         yield
 
 
@@ -91,7 +124,7 @@ def _radius_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, upper: flo
                   start: float) -> torch.Tensor:
     """Doubling then bisection of the certified radius on one batch; ``lo`` only ever takes certified values."""
     with torch.no_grad():
-        correct = model(x).argmax(dim=1) == y
+        correct = ~misclassified(model(x), y)  # NaN/inf logits: not correct, so certified nowhere
     lo = torch.zeros(len(y), dtype=x.dtype, device=x.device)
     hi = torch.where(correct, torch.full_like(lo, min(start, upper)), lo)
     growing = correct.clone()
@@ -109,11 +142,11 @@ def _radius_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, upper: flo
     return torch.where(correct, lo, torch.zeros_like(lo))
 
 
-def certified_radius(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_eps: float | None = None,
+def certified_radius(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_radius: float | None = None,
                      tol: float = 0.01, batch_size: int = 16, start: float = 0.25) -> torch.Tensor:
     """Per-example certified L2 radius (a lower bound on the minimal adversarial norm; 0 if misclassified).
 
-    The search doubles from ``start`` up to ``max_eps`` (default sqrt(n): no two points of [0,1]^n are
+    The search doubles from ``start`` up to ``max_radius`` (default sqrt(n): no two points of [0,1]^n are
     farther apart), then bisects to absolute precision ``tol``. The model runs in eval mode; its mode is
     restored afterwards.
     """
@@ -123,9 +156,9 @@ def certified_radius(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_eps
         raise UserInputError(f"certified_radius: x {tuple(x.shape)} and y {tuple(y.shape)} need the same batch size")
     if tol <= 0:
         raise UserInputError(f"certified_radius: tol {tol} must be positive")
-    upper = float(max_eps) if max_eps is not None else math.sqrt(x[0].numel())
+    upper = float(max_radius) if max_radius is not None else math.sqrt(x[0].numel())
     if upper <= 0:
-        raise UserInputError(f"certified_radius: max_eps {max_eps} must be positive")
+        raise UserInputError(f"certified_radius: max_radius {max_radius} must be positive")
     out = []
     with frozen(model):
         for i in range(0, len(y), batch_size):

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from intrinsic_robustness.errors import UserInputError
@@ -53,6 +55,24 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     return gen
 
 
+def stage_generator(base_seed: int, *names: str | int, device: str | torch.device = "cpu") -> torch.Generator:
+    """``make_generator(derive_seed(base_seed, *names), device)``: the generator of one named draw."""
+    return make_generator(derive_seed(base_seed, *names), device)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: str | torch.device | None = None) -> Iterator[None]:
+    """torch's global RNG seeded with ``seed`` inside the block and restored after (with ``device``'s CUDA
+    generator when it is a CUDA device): for the draws torch makes only from it (layer initialisers, dropout,
+    third-party code). Everything else draws from an explicit generator (:func:`make_generator`)."""
+    import torch
+
+    dev = None if device is None else torch.device(device)
+    with torch.random.fork_rng(devices=[dev] if dev is not None and dev.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        yield
+
+
 def module_device(obj: object) -> torch.device:
     """Device of a module's first parameter or buffer (CPU for anything without either)."""
     import torch
@@ -77,6 +97,7 @@ def machine_info() -> dict[str, object]:
         "torch_cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "thread_setup": dict(THREAD_SETUP) or None,
     }
     return info
 
@@ -139,3 +160,86 @@ def human_bytes(nbytes: float) -> str:
             return f"{nbytes:.3g} {unit}" if unit != "B" else f"{int(nbytes)} B"
         nbytes /= 1024
     return f"{nbytes:.3g} PB"
+
+
+THREAD_SETUP: dict[str, object] = {}  # what configure_threads chose for this process (recorded in meta.json)
+
+
+def available_cpus() -> tuple[int, int]:
+    """(logical CPUs this process may run on, distinct physical cores among them): the affinity mask and the
+    cgroup CPU quota (containers, batch jobs) both count, not the machine's total."""
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in allowed:
+        try:
+            base = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+            with open(base + "physical_package_id") as pkg, open(base + "core_id") as core:
+                cores.add((pkg.read().strip(), core.read().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    logical, physical = len(allowed), len(cores)
+    quota = _cgroup_cpus()
+    if quota is not None:
+        logical, physical = min(logical, quota), min(physical, quota)
+    return max(1, logical), max(1, physical)
+
+
+def _cgroup_cpus() -> int | None:
+    """Whole CPUs granted by a cgroup v2 quota (``cpu.max``: QUOTA PERIOD), or None without one."""
+    import math
+
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as fh:
+            quota, period = fh.read().split()[:2]
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def configure_threads(threads: int | None = None) -> dict[str, object]:
+    """The CPU thread setup of an ``irob`` process, made before torch starts its thread pool.
+
+    Threads: ``threads`` if given, else ``OMP_NUM_THREADS`` if set, else the physical cores this process may use
+    (affinity and cgroup quota; torch's own default counts the whole machine). Wait policy: ``OMP_WAIT_POLICY``
+    if set, else PASSIVE: idle OpenMP threads sleep instead of spinning, which costs little on an idle machine
+    and avoids a 30x slow-down next to another busy process. Once torch is imported its settings are left alone
+    (a notebook or test that chose its own threads keeps them).
+    """
+    import os
+    import sys
+
+    logical, physical = available_cpus()
+    started = "torch" in sys.modules
+    if threads is not None:
+        chosen, source = int(threads), "run.threads"
+    elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        chosen, source = int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    else:
+        chosen, source = physical, "physical cores available to the process"
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if policy is None and not started:
+        os.environ["OMP_WAIT_POLICY"] = policy = "PASSIVE"
+        policy_source = "irob default"
+    else:
+        policy_source = "environment" if policy else "unset (torch was already running)"
+    if not started:
+        os.environ.setdefault("OMP_NUM_THREADS", str(chosen))
+    elif threads is not None:
+        import torch
+
+        torch.set_num_threads(chosen)
+    THREAD_SETUP.update({"threads": chosen, "threads_from": source, "wait_policy": policy or "default",
+                         "wait_policy_from": policy_source, "logical_cpus": logical, "physical_cores": physical,
+                         "load_average": _load_average()})
+    return dict(THREAD_SETUP)
+
+
+def _load_average() -> list[float] | None:
+    import os
+
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -27,9 +28,23 @@ def eps_key(eps: float) -> str:
     return short if float(short) == value else repr(value)
 
 
+def survives(norms: Any, eps: Any) -> Any:
+    """Per example, whether it is robust at eps: its minimal adversarial norm exceeds eps (+ NORM_TOL).
+
+    The one rule every robust accuracy uses (tensors or arrays, broadcasting); a NaN norm never survives.
+    """
+    return norms > eps + NORM_TOL
+
+
+def misclassified(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per example, whether the classifier gets it wrong: argmax != y, or any logit NaN or inf (argmax of NaN
+    would pick a class, and count a broken classifier right, and robust, on that class)."""
+    return (logits.argmax(dim=1) != y) | ~torch.isfinite(logits).all(dim=1)
+
+
 def robust_accuracy(norms: torch.Tensor, eps: Iterable[float]) -> dict[str, float]:
     """Fraction of examples whose minimal adversarial norm exceeds each eps (+ NORM_TOL), keyed by eps_key."""
-    return {eps_key(e): float((norms > float(e) + NORM_TOL).double().mean()) for e in eps}
+    return {eps_key(e): float(survives(norms, float(e)).double().mean()) for e in eps}
 
 
 def _per_example(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ Registered: ``pgd`` (the paper's L2 PGD, fixed eps), ``fmn`` (minimum-norm, alia
 (official AutoAttack, standard L2, fixed eps) for the unconstrained threat; ``latent`` (scale-free:
 Gauss-Newton boundary searches and a whitened version of the paper's penalty search) for the in-distribution
 threat. Several names make a cascading :class:`Ensemble`. A new
-attack is one module with an :class:`Attack` subclass and one ``ATTACKS.register`` line below.
+attack is one module with an :class:`Attack` subclass (its ``threat`` a class variable) and one
+``register_attack`` line below.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ from intrinsic_robustness.registry import Registry
 from intrinsic_robustness.threat import NORM_TOL, THREATS
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
-ATTACKS.register("pgd", PGD, threat="unconstrained", label="PGD (L2, fixed eps)")
-ATTACKS.register("fmn", MinimalNorm, aliases=("minimal",), threat="unconstrained", label="FMN (minimum norm)")
-ATTACKS.register("autoattack", AutoAttackL2, threat="unconstrained", label="AutoAttack (standard L2)")
-ATTACKS.register("latent", LatentAttack, threat="in-distribution", label="latent (scale-free)")
+
+
+def register_attack(name: str, cls: type[Attack], label: str, aliases: tuple[str, ...] = ()) -> None:
+    """Register ``cls`` under ``name``; its threat is the one its class states (``Attack.threat``)."""
+    ATTACKS.register(name, cls, aliases=aliases, threat=cls.threat, label=label)
+
+
+register_attack("pgd", PGD, "PGD (L2, fixed eps)")
+register_attack("fmn", MinimalNorm, "FMN (minimum norm)", aliases=("minimal",))
+register_attack("autoattack", AutoAttackL2, "AutoAttack (standard L2)")
+register_attack("latent", LatentAttack, "latent (scale-free)")
 
 # The default ensemble per threat and device type. AutoAttack is a default member on CUDA; on a CPU it is a
 # cross-check run on a sample (evaluation.compare_attacks), because there it costs ~20-40x the cheap cascade.
@@ -38,7 +46,7 @@ DEFAULT_ATTACKS = {"unconstrained": {"cpu": ("fmn", "pgd"), "cuda": ("fmn", "pgd
 
 __all__ = ["ATTACKS", "DEFAULT_ATTACKS", "NORM_TOL", "PGD", "Attack", "AttackResult", "AutoAttackL2", "Ensemble",
            "LatentAttack", "MinimalNorm", "attack_names", "default_attacks", "build_attack", "invert_latents", "margin",
-           "parse_attack_names"]
+           "parse_attack_names", "register_attack"]
 
 
 def attack_names(threat: str) -> tuple[str, ...]:

@@ -19,8 +19,8 @@ from torch import nn
 
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.modes import frozen
-from intrinsic_robustness.runtime import derive_seed
-from intrinsic_robustness.threat import NORM_TOL, eps_key, l2_norm, robust_accuracy, uniform_ball
+from intrinsic_robustness.runtime import derive_seed, make_generator
+from intrinsic_robustness.threat import NORM_TOL, eps_key, l2_norm, misclassified, robust_accuracy, uniform_ball
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class Attack:
         """Attack ``(x, y)``; ``index`` names each example's position in the dataset (its randomness)."""
         x, y, index = self._validate(x, y, eps, index, z)
         device = x.device
-        rngs = [torch.Generator(device=device).manual_seed(derive_seed(seed, self.name, int(i))) for i in index]
+        rngs = [make_generator(derive_seed(seed, self.name, int(i)), device) for i in index]
         eps_t = None if eps is None else torch.full((len(x),), float(eps), device=device)
         ctx = AttackContext(eps=eps_t, rngs=rngs, z=None if z is None else z.to(device),
                             extras={"index": index, "seed": int(seed)})
@@ -112,7 +112,7 @@ class Attack:
                 return AttackResult(x.clone(), torch.zeros(0, dtype=torch.bool, device=device),
                                     torch.zeros(0, device=device), None if z is None else z.clone())
             with torch.no_grad():
-                clean_wrong = model(x).argmax(dim=1) != y
+                clean_wrong = misclassified(model(x), y)  # NaN/inf logits: wrong, never robust
             x_adv, z_adv = self._attack_correct(model, x, y, ctx, clean_wrong)
             return self._verify(model, x, y, x_adv, z_adv, clean_wrong, ctx.z)
 
@@ -168,7 +168,7 @@ class Attack:
                 x_adv = self.decode(z_adv, y)  # never trust the attack's own decoding
             finite = torch.isfinite(x_adv.flatten(1)).all(dim=1)
             x_adv = torch.where(finite.reshape(-1, *([1] * (x.ndim - 1))), x_adv, x).clamp(0.0, 1.0)
-            wrong = (model(x_adv).argmax(dim=1) != y) & finite
+            wrong = misclassified(model(x_adv), y) & finite
             norms = torch.where(wrong, l2_norm(x_adv - x), torch.full_like(wrong, float("inf"), dtype=x.dtype))
             shape = (-1, *([1] * (x.ndim - 1)))
             x_adv = torch.where(clean_wrong.reshape(shape), x, x_adv)

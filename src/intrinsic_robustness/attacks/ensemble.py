@@ -4,6 +4,8 @@ AutoAttack's cascade, generalised to minimal norms: minimum-norm members run fir
 example, later ones only on examples still robust at the largest eps of interest); then each budgeted
 member runs at each eps in increasing order, only on examples still robust at that eps. The result is at
 least as strong as every member at every eps in the grid, and its norms are the per-example minimum.
+Minimum-norm members are told the largest eps as their budget of interest, so an adaptive one (``fmn``)
+spends its second round on the examples that survive it.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class Ensemble(Attack):
         first = True
         for member in [m for m in self.members if not m.budgeted]:
             todo = torch.ones(len(x), dtype=torch.bool, device=x.device) if first else best.robust(top)
-            best = self._run(member, model, x, y, ctx, todo, index, seed, None, best)
+            best = self._run(member, model, x, y, ctx, todo, index, seed, None, best,
+                             hint=top if self.eps else None)
             first = False
         for member in [m for m in self.members if m.budgeted]:
             for eps in self.eps:
@@ -61,15 +64,16 @@ class Ensemble(Attack):
 
     def _run(self, member: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext,
              todo: torch.Tensor, index: torch.Tensor, seed: int, eps: float | None,
-             best: AttackResult) -> AttackResult:
-        """Run one member on the examples in ``todo`` and keep the smaller norm per example."""
+             best: AttackResult, hint: float | None = None) -> AttackResult:
+        """Run one member on the examples in ``todo`` and keep the smaller norm per example (``hint``: the
+        budget of interest handed to a minimum-norm member)."""
         rows = todo.nonzero().flatten()
         key = member.name if eps is None else f"{member.name}@{eps:g}"
         self.last_counts[key] = self.last_counts.get(key, 0) + len(rows)
         if len(rows) == 0:
             return best
         z = None if ctx.z is None else ctx.z[rows]
-        res = member(model, x[rows], y[rows], eps=eps, seed=seed, index=index[rows], z=z)
+        res = member(model, x[rows], y[rows], eps=eps if eps is not None else hint, seed=seed, index=index[rows], z=z)
         better = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         better[rows] = res.norms < best.norms[rows]
         take = better[rows]

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "pipeline",
     "evaluate",
     "train",
+    "concentration",
 ]
 
 for _name in COMMAND_MODULES:
@@ -57,21 +58,32 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``irob``: runs the app, turning expected failures into one-line errors (exit 2)."""
     import typer  # typer >= 0.29 vendors click: catch its own exception types, never import click
 
-    from intrinsic_robustness.cli.console import err, progress_hook
+    from intrinsic_robustness.cli.console import err, interrupted_line, progress_hook, stop_on_signals
     from intrinsic_robustness.distributed import is_main
-    from intrinsic_robustness.errors import UserInputError
+    from intrinsic_robustness.errors import Interrupted, UserInputError
     from intrinsic_robustness.progress import get_progress_hook, set_progress_hook
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--version"]:  # the installed package's version, before any command is parsed
+        from intrinsic_robustness import __version__
+
+        print(f"irob {__version__}")
+        return 0
     STATE["debug"] = "--debug" in args
+    from intrinsic_robustness.runtime import configure_threads
+
+    configure_threads()  # before torch starts: threads this process may use, sleeping (not spinning) when idle
     speaks = is_main()  # in a torchrun job only rank 0 shows progress and prints results (errors: every rank)
     previous = get_progress_hook()
     try:
         set_progress_hook(progress_hook() if speaks else None)
         _refuse_empty(args)
-        with contextlib.nullcontext() if speaks else contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
-            app(args=args, prog_name="irob", standalone_mode=False)
-        return 0
+        with stop_on_signals(), (contextlib.nullcontext() if speaks  # noqa: SIM115
+                                 else contextlib.redirect_stdout(open(os.devnull, "w"))):
+            code = app(args=args, prog_name="irob", standalone_mode=False)
+        if code == 130:  # typer turned a KeyboardInterrupt into exit 130, silently
+            raise KeyboardInterrupt
+        return code if isinstance(code, int) and not isinstance(code, bool) else 0
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
@@ -86,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             err.print(_usage_line(exc), style="red", markup=False, highlight=False, soft_wrap=True)
         return 2
-    except KeyboardInterrupt:
-        err.print("interrupted: finished stages and checkpoints are kept; rerun to resume", style="red")
-        return 130
+    except (Interrupted, KeyboardInterrupt) as exc:  # a signal: say what was kept and how to resume
+        line, status = interrupted_line(exc, args)
+        err.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
+        return status
     except (UserInputError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError,
             PermissionError, ImportError) as exc:
         if STATE["debug"]:

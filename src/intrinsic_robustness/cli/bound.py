@@ -87,23 +87,27 @@ def _plot(path: Path, eps: list[float], risks: list[float], kwargs: dict[str, An
     plt.close(fig)
 
 
-def _table(rows: list[dict[str, Any]], title: str, show_side: bool) -> None:
+def _table(rows: list[dict[str, Any]], title: str, show_side: bool, kind: str = "estimate") -> None:
     from rich.table import Table
 
     from intrinsic_robustness.cli.console import out
 
     out.print(title, markup=False, highlight=False, soft_wrap=True)
     table = Table()
-    for name in ("risk", "eps", "bound"):
+    for name in ("risk", "eps", kind):
         table.add_column(name, justify="right")
     if show_side:
         table.add_column("eps <= L_y r", justify="center")
     for row in rows:
-        cells = [f"{row['risk']:.6g}", f"{row['eps']:.6g}", f"{row['bound']:.6g}"]
+        cells = [f"{row['risk']:.6g}", f"{row['eps']:.6g}",
+                 f"{row['bound']:.6g}" + (" (trivial)" if row["trivial"] else "")]
         if show_side:
             cells.append("ok" if row["side_condition_ok"] else "[red]violated[/red]")
         table.add_row(*cells)
     out.print(table)
+    if any(row["trivial"] for row in rows):
+        out.print("(trivial): clipped at the clean accuracy 1 - risk, which any classifier's robust accuracy is "
+                  "already below; the theorem adds nothing there", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("bound")
@@ -189,7 +193,8 @@ def bound_command(
     )
     side = [side_condition_ok(e, source["lipschitz"], source["radius"]) for e in eps]
     rows = [
-        {"risk": float(r), "eps": float(e), "bound": float(values[i, j]), "side_condition_ok": side[j]}
+        {"risk": float(r), "eps": float(e), "bound": float(values[i, j]), "side_condition_ok": side[j],
+         "trivial": bool(values[i, j] >= 1.0 - float(r) - 1e-12)}  # clipped at clean accuracy: says nothing more
         for i, r in enumerate(risk)
         for j, e in enumerate(eps)
     ]
@@ -204,8 +209,9 @@ def bound_command(
             highlight=False,
             soft_wrap=True,
         )
+    kind = "bound" if source["certificate"] else "estimate"  # a bound only when its L is certified
     title = (
-        f"{condition} bound; L from {source['label']}: {', '.join(f'{v:.4g}' for v in source['lipschitz'])}"
+        f"{condition} {kind}; L from {source['label']}: {', '.join(f'{v:.4g}' for v in source['lipschitz'])}"
     )
     if source["slack"]:
         title += f"; slack {', '.join(f'{v:.4g}' for v in source['slack'])}"
@@ -223,12 +229,13 @@ def bound_command(
             "confidence": confidence,
             "basis": source["basis"],
             "certificate": source["certificate"],
+            "kind": kind,
             "num_classes": num_classes,
             "plot": str(plot) if plot is not None else None,
         }
         emit_json(payload)
     else:
-        _table(rows, title, source["radius"] is not None)
+        _table(rows, title, source["radius"] is not None, kind)
         err.print(source["basis"], markup=False, highlight=False, soft_wrap=True)
         if plot is not None:
             err.print(f"plot written to {plot}", markup=False, highlight=False)

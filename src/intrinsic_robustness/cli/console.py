@@ -128,3 +128,61 @@ def progress_hook() -> RichProgressHook | LineProgressHook:
     if not 0 <= interval < float("inf"):
         raise UserInputError(f"IROB_PROGRESS_SECONDS={raw!r} is not a number of seconds >= 0; unset it or use e.g. 30")
     return LineProgressHook(interval=interval)
+
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def stop_on_signals() -> Any:
+    """While active, SIGINT, SIGTERM and SIGHUP raise :class:`~intrinsic_robustness.errors.Interrupted` once (the
+    stage unwinds, atomic writes leave no partial file, checkpoints stay); a second one exits at once with 128 +
+    signal. A signal the parent ignores (``nohup``, a background job's SIGINT) stays ignored."""
+    import contextlib
+    import os
+    import signal
+    import threading
+
+    from intrinsic_robustness.errors import Interrupted
+
+    @contextlib.contextmanager
+    def active() -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        received: list[int] = []
+
+        def handler(signum: int, frame: Any) -> None:
+            if received:  # the second signal: no more unwinding
+                os.write(2, f"\ninterrupted again by {signal.Signals(signum).name}: exiting at once\n".encode())
+                os._exit(128 + signum)
+            received.append(signum)
+            raise Interrupted(signum)
+
+        previous: dict[int, Any] = {}
+        for name in STOP_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    return active()
+
+
+def interrupted_line(exc: BaseException, args: list[str]) -> tuple[str, int]:
+    """The one line saying what was saved and how to resume, and the exit status (128 + signal)."""
+    import shlex
+    import signal
+
+    signum = int(getattr(exc, "signum", signal.SIGINT))
+    name = getattr(exc, "signal_name", None) or signal.Signals(signum).name
+    stage, run_dir = getattr(exc, "stage", None), getattr(exc, "run_dir", None)
+    if stage and run_dir:
+        saved = (f" during stage {stage}: the finished stages are kept in {run_dir}, and of {stage} "
+                 f"{getattr(exc, 'kept', None) or 'what it checkpointed'}")
+    else:
+        saved = ": what was finished (checkpoints, finished batches) is kept, nothing is half-written"
+    return f"interrupted by {name}{saved}; rerun the same command to resume: irob {shlex.join(args)}", 128 + signum

@@ -34,7 +34,11 @@ def _printer():
         if outcome.action == "skipped":
             err.print(f"[dim]- {outcome.name}: done, unchanged (skipped)[/dim]")
         else:
-            err.print(f"[green]+ {outcome.name}[/green]: {outcome.action} in {outcome.seconds:.1f} s")
+            from rich.markup import escape
+
+            why = f" ({escape(outcome.reason)})" if getattr(outcome, "reason", "") not in ("", "first run") else ""
+            err.print(f"[green]+ {outcome.name}[/green]: {outcome.action} in {outcome.seconds:.1f} s{why}",
+                      highlight=False, soft_wrap=True)
 
     return show
 
@@ -95,9 +99,10 @@ def demo_command(
 
 @app.command("report")
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'irob run'.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'irob run', or a report.json to "
+                                                 "re-derive with the current code (clipping, intervals, tests).")],
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Output directory (default RUN_DIR/report).")
+        Path | None, typer.Option("--out", help="Output directory (default RUN_DIR/report, or beside report.json).")
     ] = None,
 ) -> None:
     """Write report.json, report.md, report.html and figures from a run's files (no model is rerun)."""

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.runtime import make_generator
 
 SPLITS = ("train", "test")
 NAMED = ("digits", "fashion-mnist", "mnist")
@@ -86,7 +87,7 @@ def _digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     bunch = load_digits()
     images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     labels = torch.tensor(bunch.target, dtype=torch.int64)
-    rng = torch.Generator().manual_seed(0)
+    rng = make_generator(0)
     test_mask = torch.zeros(len(labels), dtype=torch.bool)
     for k in range(10):
         idx = (labels == k).nonzero().squeeze(1)
@@ -191,3 +192,42 @@ def _prod(values: list[int]) -> int:
     for v in values:
         out *= v
     return out
+
+
+def load_real_native(name: str, split: str = "train", size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`load_real`, but at the files' own image size (digits 8x8, MNIST 28x28) unless ``size`` is given."""
+    if size is not None:
+        return load_real(name, split, int(size))
+    if split not in SPLITS:
+        raise UserInputError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    if name == "digits":
+        return _digits(split)
+    if check_name(name).startswith("idx:"):
+        return read_idx_split(Path(name[4:]).expanduser(), split)
+    return read_idx_split(find_idx_dir(name), split)
+
+
+def is_real_name(name: object) -> bool:
+    """True when ``name`` names a real dataset (digits, fashion-mnist, mnist or idx:DIR)."""
+    return isinstance(name, str) and (name in NAMED or (name.startswith("idx:") and len(name) > 4))
+
+
+class RealDataset:
+    """Real images and labels of one split (no latents): what training and evaluation take from a name."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, name: str, num_classes: int | None = None) -> None:
+        self.images, self.labels, self.name = images, labels.long(), name
+        self.num_classes = int(num_classes) if num_classes else int(labels.max()) + 1 if len(labels) else 0
+
+    @classmethod
+    def load(cls, name: str, split: str = "train", size: int | None = None) -> RealDataset:
+        """The ``split`` of a named real dataset at ``size`` (default: the files' own size)."""
+        images, labels = load_real_native(name, split, size)
+        return cls(images, labels, name)
+
+    def head(self, n: int) -> RealDataset:
+        """The first ``n`` examples (class count kept)."""
+        return RealDataset(self.images[:n], self.labels[:n], self.name, self.num_classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)

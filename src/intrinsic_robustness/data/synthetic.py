@@ -23,8 +23,8 @@ from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.hashing import file_sha256
 from intrinsic_robustness.modes import evaluating
 from intrinsic_robustness.progress import advance, task
-from intrinsic_robustness.runtime import derive_seed
-from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.runtime import derive_seed, make_generator
+from intrinsic_robustness.storage import load_tensors, read_versioned, save_tensors, write_json
 
 FORMAT = "irob-synthetic/1"
 SPLITS = ("train", "test")
@@ -69,11 +69,30 @@ def prior_labels(n: int, priors: Sequence[float], rng: torch.Generator) -> torch
     return torch.multinomial(p, n, replacement=True, generator=rng)
 
 
-def _decode(gen: Any, z: torch.Tensor, y: torch.Tensor, device: torch.device) -> torch.Tensor:
-    x = gen.decode(z.to(device), y.to(device)).float().cpu()
-    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise UserInputError("generator: decode produced values outside [0, 1]; fix decode's output scaling")
+def check_images(x: object, expected: tuple[int, ...], name: str = "generator", where: str = "") -> torch.Tensor:
+    """``decode``'s output for one batch at run time: the shape asked for, finite and within [0, 1]. The first
+    batch where this fails is named (``where``: which examples), with how many images are bad and the first."""
+    at = f" ({where})" if where else ""
+    if not isinstance(x, torch.Tensor) or tuple(x.shape) != tuple(expected):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise UserInputError(f"{name}: decode returned shape {got} for a batch of {expected[0]}{at}, expected "
+                             f"{tuple(expected)}; its output must not depend on the batch size")
+    flat = x.detach().flatten(1)
+    nonfinite = ~torch.isfinite(flat).all(dim=1)
+    outside = (flat.nan_to_num(0.5) < -1e-6).any(dim=1) | (flat.nan_to_num(0.5) > 1 + 1e-6).any(dim=1)
+    for bad, what in ((nonfinite, "NaN or inf pixels"), (outside, "pixels outside [0, 1]")):
+        if bad.any():
+            first = int(bad.nonzero()[0])
+            raise UserInputError(f"{name}: decode gave {what} for {int(bad.sum())} of {len(bad)} images{at}, the "
+                                 f"first at row {first} of the batch; a generator must give finite images in [0, 1] "
+                                 "for every latent (clamp or squash inside decode)")
     return x
+
+
+def _decode(gen: Any, z: torch.Tensor, y: torch.Tensor, device: torch.device, where: str = "") -> torch.Tensor:
+    x = gen.decode(z.to(device), y.to(device))
+    check_images(x, (len(z), *(int(s) for s in gen.image_shape)), where=where)
+    return x.float().cpu().clamp(0, 1)  # within 1e-6 of [0, 1]: exactly on it
 
 
 @torch.no_grad()
@@ -81,7 +100,7 @@ def _write_split(gen: Any, tmp: Path | None, split: str, n: int, seed: int, prio
                  batch_size: int, shard_size: int, device: torch.device) -> dict[str, Any]:
     """One split, shard by shard. Every rank of a torchrun job draws every latent (one CPU sequence, as a
     single process does) and decodes its block of the shard's batches; rank 0 (``tmp`` set) writes."""
-    rng = torch.Generator().manual_seed(derive_seed(seed, "dataset", split))
+    rng = make_generator(derive_seed(seed, "dataset", split))
     k = int(gen.num_classes)
     labels = balanced_labels(n, k, rng) if priors is None else prior_labels(n, priors, rng)
     shards = []
@@ -95,7 +114,8 @@ def _write_split(gen: Any, tmp: Path | None, split: str, n: int, seed: int, prio
                              spans: list[tuple[int, int]] = spans) -> list[torch.Tensor]:
                 xs = []
                 for i in block:
-                    xs.append(_decode(gen, zs[i], labels[spans[i][0]:spans[i][1]], device))
+                    b, e = spans[i]
+                    xs.append(_decode(gen, zs[i], labels[b:e], device, f"{split} examples {b}-{e - 1}"))
                     advance(handle, len(zs[i]))
                 return xs
 
@@ -177,10 +197,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not (p / "manifest.json").is_file():
         raise UserInputError(f"{p}: no manifest.json; pass a directory written by 'irob generate'")
-    manifest = read_json(p / "manifest.json")
-    if manifest.get("format") != FORMAT:
-        raise UserInputError(f"{p}/manifest.json: format {manifest.get('format')!r}, expected {FORMAT!r}")
-    return manifest
+    return read_versioned(p / "manifest.json", FORMAT)
 
 
 def load_dataset(path: str | os.PathLike[str], split: str = "test", verify: bool = False) -> SyntheticDataset:

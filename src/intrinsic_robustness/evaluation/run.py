@@ -32,7 +32,7 @@ from intrinsic_robustness.models import check_classifier
 from intrinsic_robustness.progress import advance, task
 from intrinsic_robustness.runtime import resolve_device
 from intrinsic_robustness.storage import check_output, clean_on_failure, exclusive, read_json
-from intrinsic_robustness.threat import DEFAULT_EPS, THREATS, robust_accuracy
+from intrinsic_robustness.threat import DEFAULT_EPS, THREATS, eps_key, robust_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,10 @@ class _Inputs:
     certify: bool
 
 
-def _load_data(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, Any], Path | None]:
-    """Images, labels, latents (or None), manifest and directory from a dataset object or a path/name."""
+def _load_data(dataset: Any, size: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, Any], Path | None]:
+    """Images, labels, latents (or None), manifest and directory from a dataset object or a path/name (real
+    images resized to ``size`` when given, else at their own size)."""
     if isinstance(dataset, str | os.PathLike):
         path = Path(dataset)
         if (path / "manifest.json").is_file():
@@ -69,10 +71,10 @@ def _load_data(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor |
 
             ds = load_dataset(path, split="test")
             return ds.images, ds.labels, ds.latents, ds.manifest, path
-        from intrinsic_robustness.data.real import load_real
+        from intrinsic_robustness.data.real import load_real_native
 
-        images, labels = load_real(str(dataset), split="test")
-        return images, labels, None, {}, None
+        images, labels = load_real_native(str(dataset), split="test", size=size)
+        return images, labels, None, {"real": str(dataset), "num_classes": int(labels.max()) + 1}, None
     if isinstance(dataset, tuple | list):
         images, labels, *rest = dataset
         return images, labels, (rest[0] if rest else None), {}, None
@@ -88,6 +90,9 @@ def _manifest_generator(manifest: dict[str, Any], data_dir: Path | None, device:
 
     info = manifest.get("generator") or {}
     spec = info.get("spec")
+    if not spec and manifest.get("real"):
+        raise UserInputError(f"in-distribution: real images ({manifest['real']}) carry no latents; pass --generator "
+                             "to recover them by inversion, or use --threat unconstrained")
     if not spec:
         raise UserInputError("in-distribution: the dataset manifest names no generator; pass --generator")
     if data_dir is not None and not Path(spec).exists() and (data_dir.parent / spec).is_dir():
@@ -109,14 +114,16 @@ def _load_classifier(classifier: nn.Module | str | os.PathLike[str], device: tor
 
     model = load_classifier(str(classifier), device=device, trust_code=trust_code)
     config = Path(classifier) / "config.json"
-    certified = config.is_file() and read_json(config).get("method") == "certified"
+    from intrinsic_robustness.training import is_certified_method  # the method's registry entry says so
+
+    certified = config.is_file() and is_certified_method(read_json(config).get("method"))
     return model, certified
 
 
 def _inputs(classifier: Any, dataset: Any, generator: Any, threat: str, n: int | None,
-            device: torch.device, trust_code: bool = False) -> _Inputs:
+            device: torch.device, trust_code: bool = False, image_size: int | None = None) -> _Inputs:
     model, certified = _load_classifier(classifier, device, trust_code)
-    images, labels, latents, manifest, data_dir = _load_data(dataset)
+    images, labels, latents, manifest, data_dir = _load_data(dataset, image_size)
     if n is not None:
         if n < 1:
             raise UserInputError(f"--n {n}: expected a positive number of examples")
@@ -166,6 +173,7 @@ def _attack_batch(inp: _Inputs, attack: Any, rows: slice, device: torch.device, 
         else:
             z = inp.latents[rows].to(device)
             _check_latents(inp.generator, x, y, z)
+    out["nonfinite"] = _nonfinite_logits(inp, x, rows)
     res = attack(inp.model, x, y, seed=seed, index=index, z=z)
     # The attack template already classified x in eval mode and set norm 0 exactly where x is misclassified.
     out.update(wrong=res.norms == 0, norms=res.norms, success=res.success, x_adv=res.x_adv)
@@ -174,8 +182,23 @@ def _attack_batch(inp: _Inputs, attack: Any, rows: slice, device: torch.device, 
     if inp.certify:
         from intrinsic_robustness.certify import certified_radius
 
-        out["certified_radii"] = certified_radius(inp.model, x, y, max_eps=max(eps), **options.get("certify", {}))
+        out["certified_radii"] = certified_radius(inp.model, x, y, max_radius=max(eps), **options.get("certify", {}))
     return {k: v.detach().cpu() for k, v in out.items()}
+
+
+def _nonfinite_logits(inp: _Inputs, x: torch.Tensor, rows: slice) -> torch.Tensor:
+    """Per example, whether the classifier's clean logits hold NaN or inf (such an example counts as misclassified,
+    never robust, and is flagged); logits of the wrong shape for this batch are refused, naming the batch."""
+    from intrinsic_robustness.modes import evaluating
+
+    with evaluating(inp.model), torch.no_grad():
+        logits = inp.model(x)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), inp.num_classes):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise UserInputError(f"classifier: returned {got} for the batch of examples {rows.start}-{rows.stop - 1}, "
+                             f"expected logits of shape ({len(x)}, {inp.num_classes}): one logit per class for "
+                             "every image, whatever the batch size")
+    return ~torch.isfinite(logits).all(dim=1)
 
 
 def evaluate(classifier: nn.Module | str, dataset: Any, generator: nn.Module | str | None = None,
@@ -184,9 +207,10 @@ def evaluate(classifier: nn.Module | str, dataset: Any, generator: nn.Module | s
              device: str | torch.device = "cpu", out: str | os.PathLike[str] | None = None,
              attack_options: Mapping[str, Mapping[str, Any]] | None = None,
              certify: bool | None = None, inversion: Mapping[str, Any] | None = None,
-             trust_code: bool = False) -> EvalResult:
-    """Attack ``classifier`` on ``dataset`` (a generated dataset dir, a real-data name or an object with
-    images/labels/latents); ``out`` (a .json path) saves the result and makes the run resumable by batch.
+             trust_code: bool = False, image_size: int | None = None) -> EvalResult:
+    """Attack ``classifier`` on ``dataset`` (a generated dataset dir, a real-data name, resized to
+    ``image_size`` when given, or an object with images/labels/latents); ``out`` (a .json path) saves the
+    result and makes the run resumable by batch.
     ``trust_code``: let files (a classifier's config.json, the dataset manifest) name user code."""
     start_time = time.perf_counter()
     if threat not in THREATS:
@@ -200,7 +224,11 @@ def evaluate(classifier: nn.Module | str, dataset: Any, generator: nn.Module | s
         check_output(out, "--out")
     dev = resolve_device(device)
     names = parse_attack_names(attacks, threat, dev)
-    inp = _inputs(classifier, dataset, generator, threat, n, dev, trust_code)
+    if image_size is not None and (not isinstance(dataset, str) or (Path(dataset) / "manifest.json").is_file()
+                                   or int(image_size) < 4):
+        raise UserInputError(f"--image-size {image_size}: only real data (digits, mnist, fashion-mnist, idx:DIR) is "
+                             "resized, to at least 4 pixels a side")
+    inp = _inputs(classifier, dataset, generator, threat, n, dev, trust_code, image_size)
     _check_fits(inp, classifier)
     if certify is not None:
         inp.certify = bool(certify)
@@ -280,13 +308,17 @@ def _summarise(parts: list[dict[str, torch.Tensor]], inp: _Inputs, threat: str, 
 
     norms, wrong = cat("norms"), cat("wrong")
     assert norms is not None and wrong is not None
+    nonfinite = cat("nonfinite")  # None for batches saved by a version before the flag
+    if nonfinite is not None and nonfinite.any():
+        log.warning("classifier returned NaN or inf logits for %d of %d examples: counted as misclassified (natural "
+                    "error), never robust", int(nonfinite.sum()), len(wrong))
     radii = cat("certified_radii")
-    certified = None if radii is None else {str(float(e)): float((radii >= float(e)).double().mean()) for e in eps}
+    certified = None if radii is None else {eps_key(e): float((radii >= float(e)).double().mean()) for e in eps}
     labels = inp.labels
     return EvalResult(
         threat=threat, attacks=names, n=len(labels), natural_error=float(wrong.double().mean()),
         class_errors=class_errors(wrong, labels, inp.num_classes), min_norms=norms,
         robust_accuracy=robust_accuracy(norms, eps), certified_accuracy=certified, seconds=float(seconds),
         labels=labels, success=cat("success"), x_adv=cat("x_adv"), certified_radii=radii,
-        reconstruction_error=cat("reconstruction_error"),
+        reconstruction_error=cat("reconstruction_error"), nonfinite=nonfinite,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from intrinsic_robustness.distributed import is_distributed, is_main, main_only
-from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, set_aside_if_damaged, write_json
 
 
 def outputs_for(out: str | Path) -> tuple[Path, Path, Path]:
@@ -41,6 +41,8 @@ class PartialStore:
     def load(self, k: int) -> dict[str, torch.Tensor] | None:
         if self.directory is None or not self._file(k).is_file():
             return None
+        if set_aside_if_damaged(self._file(k), "a finished batch"):  # truncated by a crash or a full disk
+            return None
         return load_tensors(self._file(k))
 
     def save(self, k: int, tensors: dict[str, torch.Tensor], seconds: float) -> None:
@@ -64,6 +66,8 @@ def _prepare(directory: Path, digest: str) -> None:
     """Drop batches of another fingerprint; in a torchrun job write the fingerprint at once, since other ranks'
     batches may land before rank 0 finishes one and are only trusted beside it."""
     settings = directory / "settings.json"
+    if settings.is_file():
+        set_aside_if_damaged(settings, "the fingerprint of the finished batches")  # then they are dropped below
     if directory.exists() and (not settings.is_file() or read_json(settings).get("digest") != digest):
         for stale in (settings, *directory.glob("batch-*.safetensors")):  # keeps the lock file of its writer
             stale.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.generators.protocol import standard_normal_latent
+from intrinsic_robustness.runtime import make_generator
 
 
 class AffineGenerator(nn.Module):
@@ -34,7 +35,7 @@ class AffineGenerator(nn.Module):
         scale: float = 0.05, seed: int = 0,
     ) -> AffineGenerator:
         """A seeded instance with offsets near 0.5 and small A, so outputs are rarely clamped."""
-        rng = torch.Generator().manual_seed(seed)
+        rng = make_generator(seed)
         n_pixels = int(torch.tensor(image_shape).prod())
         weight = torch.randn(n_pixels, latent_dim, generator=rng) * scale
         offsets = 0.3 + 0.4 * torch.rand(num_classes, n_pixels, generator=rng)

@@ -1,6 +1,6 @@
 """The generator architectures a saved ``generator.json`` may name, and the names a spec may use directly.
 
-``FAMILIES`` maps an ``architecture`` entry (acgan, biggan, affine) to a builder of an untrained generator
+``FAMILIES`` maps an ``architecture`` entry (acgan, flow, biggan, affine) to a builder of an untrained generator
 from that config; ``NAMED`` maps a spec name (``affine``, ``biggan128``) to a loader taking an optional
 weights file. A new family is one builder function and one registration here.
 """
@@ -31,6 +31,13 @@ def _biggan(config: Mapping[str, Any]) -> nn.Module:
     from intrinsic_robustness.generators.biggan import build_biggan
 
     return build_biggan(dict(config))
+
+
+@FAMILIES.register("flow", label="class-conditional flow matching, fixed-step ODE sampler (latent = C*H*W)")
+def _flow(config: Mapping[str, Any]) -> nn.Module:
+    from intrinsic_robustness.generators.flow import build_flow
+
+    return build_flow(dict(config))
 
 
 @FAMILIES.register("affine", label="affine reference clamp(A z + b_y)")

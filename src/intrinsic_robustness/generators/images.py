@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from intrinsic_robustness.modes import evaluating
-from intrinsic_robustness.runtime import derive_seed, module_device
+from intrinsic_robustness.runtime import derive_seed, make_generator, module_device
 from intrinsic_robustness.storage import atomic_path
 
 
@@ -43,7 +43,7 @@ def class_grid(gen: Any, per_class: int = 10, seed: int = 0) -> torch.Tensor:
     """``[num_classes, per_class, C, H, W]`` samples with fixed latents (the same z in every row)."""
     device = module_device(gen)
     with evaluating(gen):
-        rng = torch.Generator().manual_seed(derive_seed(seed, "sample-grid"))
+        rng = make_generator(derive_seed(seed, "sample-grid"))
         z = torch.randn(per_class, int(gen.latent_dim), generator=rng).to(device)
         rows = [gen.decode(z, torch.full((per_class,), k, device=device, dtype=torch.long)).cpu()
                 for k in range(int(gen.num_classes))]

@@ -24,7 +24,7 @@ from intrinsic_robustness.generators.families import FAMILIES, NAMED
 from intrinsic_robustness.generators.protocol import CONTRACT, check_generator
 from intrinsic_robustness.hashing import state_checksum
 from intrinsic_robustness.plugins import build_from_factory, is_factory_spec, require_trust
-from intrinsic_robustness.storage import read_json, save_tensors, write_json
+from intrinsic_robustness.storage import read_versioned, save_tensors, write_json
 from intrinsic_robustness.weights import load_state_strict, read_weights
 
 CONFIG_FILE = "generator.json"
@@ -93,9 +93,7 @@ def _from_directory(path: Path, weights: str | None, trust_code: bool = False) -
     if not (path / CONFIG_FILE).is_file():
         raise UserInputError(f"{path}: no {CONFIG_FILE}; pass a directory written by 'irob train-generator' "
                              "or save_generator")
-    config = read_json(path / CONFIG_FILE)
-    if not isinstance(config, dict):
-        raise UserInputError(f"{path / CONFIG_FILE}: expected a JSON object naming the architecture")
+    config = read_versioned(path / CONFIG_FILE, FORMAT, required=False)  # hand-written factory files may omit it
     gen = build_from_config(config, source=str(path / CONFIG_FILE), trust_code=trust_code)
     return _with_weights(gen, weights or str(path / WEIGHTS_FILE))
 

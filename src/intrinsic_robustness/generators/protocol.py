@@ -22,7 +22,7 @@ import torch
 
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.modes import evaluating
-from intrinsic_robustness.runtime import module_device
+from intrinsic_robustness.runtime import make_generator, module_device
 
 CONTRACT = ("latent_dim, num_classes, image_shape=(C, H, W), decode(z, y) -> images in [0, 1] "
             "and sample_latent(n, generator=None)")
@@ -88,7 +88,7 @@ def _check_outputs(gen: object, n: int, atol: float, name: str, latent_dim: int,
     """Shapes, range, gradient flow and determinism of decode on a few seeded latents."""
     device = module_device(gen)
     try:
-        z = draw_latents(gen, n, torch.Generator().manual_seed(0), device)
+        z = draw_latents(gen, n, make_generator(0), device)
     except TypeError as exc:
         raise UserInputError(f"{name}: sample_latent(n, generator=...) failed ({exc}); the contract is "
                              f"{CONTRACT}") from None
@@ -112,3 +112,9 @@ def _check_outputs(gen: object, n: int, atol: float, name: str, latent_dim: int,
     if (again - x.detach()).abs().max() > atol:
         raise UserInputError(f"{name}: decode is not deterministic in eval mode (max change "
                              f"{(again - x.detach()).abs().max().item():.3g}); disable dropout/noise in eval()")
+    with torch.no_grad():
+        alone = gen.decode(z.detach()[:1], y[:1])  # type: ignore[attr-defined]
+    if isinstance(alone, torch.Tensor) and alone.shape == x[:1].shape and (alone - x.detach()[:1]).abs().max() > atol:
+        raise UserInputError(f"{name}: decode of one latent differs from the same latent in a batch of {n} (max "
+                             f"change {(alone - x.detach()[:1]).abs().max().item():.3g}); its output must not depend "
+                             "on the batch (batch statistics in eval mode?)")

@@ -27,8 +27,8 @@ from intrinsic_robustness.generators.fidelity import fidelity_report
 from intrinsic_robustness.generators.images import save_class_grid
 from intrinsic_robustness.generators.load import save_generator
 from intrinsic_robustness.progress import advance, task
-from intrinsic_robustness.runtime import derive_seed, resolve_device
-from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.runtime import derive_seed, make_generator, resolve_device, seeded
+from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, set_aside_if_damaged, write_json
 from intrinsic_robustness.weights import load_state_strict, optimizer_tensors, restore_optimizer
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,7 @@ def _check_options(epochs: int, batch_size: int, lr: float, latent_dim: int, max
 
 
 def _build(config: dict[str, Any], device: torch.device) -> tuple[nn.Module, nn.Module, Any, Any]:
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left untouched
-        torch.manual_seed(derive_seed(config["seed"], "acgan", "init"))
+    with seeded(derive_seed(config["seed"], "acgan", "init")):  # seeded initialisation, global RNG left untouched
         shape, width, hidden = config["image_shape"], config["width"], config["hidden"]
         gen = ACGANGenerator(config["latent_dim"], config["num_classes"], shape, width, hidden).to(device)
         disc = ACGANDiscriminator(config["num_classes"], shape, width, hidden).to(device)
@@ -101,7 +100,7 @@ def _train_epoch(gen: nn.Module, disc: nn.Module, opt_g: Any, opt_d: Any, data: 
                  config: dict[str, Any], epoch: int, device: torch.device) -> dict[str, float]:
     """One pass over a fresh permutation; returns mean losses and the auxiliary classifier's accuracies."""
     images, labels = data
-    rng = torch.Generator().manual_seed(derive_seed(config["seed"], "acgan", "epoch", epoch))
+    rng = make_generator(derive_seed(config["seed"], "acgan", "epoch", epoch))
     perm = torch.randperm(len(labels), generator=rng)
     bs, k = config["batch_size"], config["num_classes"]
     n_batches = len(labels) // bs if config["max_batches"] is None else min(config["max_batches"], len(labels) // bs)
@@ -182,7 +181,7 @@ def _resume(out: Path, config: dict[str, Any], gen: nn.Module, disc: nn.Module, 
             force: bool) -> list[dict[str, Any]]:
     """Restore the last finished epoch from ``out`` (empty history when starting fresh)."""
     path = out / CHECKPOINT_FILE
-    if not path.exists() or force:
+    if not path.exists() or force or set_aside_if_damaged(path, "the ACGAN checkpoint"):  # damaged: train afresh
         return []
     meta = _checkpoint_metadata(path)
     saved = json.loads(meta.get("config", "{}"))
@@ -210,7 +209,8 @@ def _checkpoint_metadata(path: Path) -> dict[str, str]:
     except (SafetensorError, OSError) as exc:
         raise UserInputError(f"{path}: unreadable checkpoint ({exc}); delete it or pass --force") from None
     if meta.get("format") != TRAINING_FORMAT:
-        raise UserInputError(f"{path}: not an ACGAN training checkpoint; choose another --out or pass --force")
+        raise UserInputError(f"{path}: format {meta.get('format')!r}, this version reads {TRAINING_FORMAT!r}: not "
+                             "an ACGAN training checkpoint it can resume; choose another --out or pass --force")
     return meta
 
 
@@ -224,7 +224,8 @@ def _finish(out: Path, config: dict[str, Any], gen: nn.Module, history: list[dic
     previous = read_json(out / TRAINING_FILE) if (out / TRAINING_FILE).is_file() else {}
     fidelity = previous.get("fidelity")
     wanted = {"epoch": len(history), "samples_per_class": per_class, "classifier_epochs": fidelity_epochs}
-    if not fidelity or any(fidelity.get(k) != v for k, v in wanted.items()):
+    stale = not fidelity or "frechet_distance" not in fidelity  # made before distribution fidelity existed
+    if stale or any(fidelity.get(k) != v for k, v in wanted.items()):
         start = time.perf_counter()
         fidelity = fidelity_report(gen, train, test, seed=config["seed"], epochs=fidelity_epochs,
                                    per_class=per_class, device=device, max_batches=config["max_batches"])
@@ -232,3 +233,31 @@ def _finish(out: Path, config: dict[str, Any], gen: nn.Module, history: list[dic
     summary = _summary(config, history, fidelity)
     write_json(out / TRAINING_FILE, summary)
     return summary
+
+
+FAMILY_DEFAULT = "acgan"
+
+
+def trainer(family: str) -> Any:
+    """The training function of a generator family (``acgan`` or ``flow``); unknown names are a one-line error."""
+    from intrinsic_robustness.generators.flow_train import train_flow
+
+    trainers = {"acgan": train_acgan, "flow": train_flow}
+    if family not in trainers:
+        raise UserInputError(f"--family {family!r}: choose from {', '.join(trainers)}")
+    return trainers[family]
+
+
+def train_family(family: str, dataset: str, out: str | os.PathLike[str], epochs: int,
+                 **options: Any) -> dict[str, Any]:
+    """Train (or resume) a generator of ``family``; an option that family does not take is a one-line error."""
+    import inspect
+
+    fn = trainer(family)
+    accepted = inspect.signature(fn).parameters
+    for name in options:
+        if name not in accepted:
+            others = [f for f in ("acgan", "flow") if f != family and name in inspect.signature(trainer(f)).parameters]
+            where = f"; it belongs to --family {others[0]}" if others else ""
+            raise UserInputError(f"--{name.replace('_', '-')}: not an option of --family {family}{where}")
+    return fn(dataset, out, epochs, **options)

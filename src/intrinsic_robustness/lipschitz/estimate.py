@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,7 +18,7 @@ import torch
 from intrinsic_robustness.distributed import collect, is_distributed
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.generators.protocol import ATTRIBUTES, CONTRACT, draw_latents
-from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_RADIUS, Estimator, positive_int
+from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_METHOD, DEFAULT_RADIUS, Estimator, positive_int
 from intrinsic_robustness.lipschitz.result import CERTIFIED_NOTE, NOTE, ClassLipschitz, LipschitzResult
 from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.runtime import DEFAULT_DEVICE, derive_seed, make_generator, module_device, resolve_device
@@ -50,18 +50,28 @@ def make_estimator(method: str | Estimator, **options: Any) -> Estimator:
     return cls(**options)
 
 
-def estimate_lipschitz(gen: torch.nn.Module, method: str | Estimator = "sampling",
+def merge_options(options: Mapping[str, Any] | None, flat: Mapping[str, Any]) -> dict[str, Any]:
+    """An estimator's options from its own table and from loose keywords; a key given in both is an error."""
+    both = sorted(set(options or {}) & set(flat))
+    if both:
+        raise UserInputError(f"estimator option(s) {', '.join(both)} given twice (as options and as keywords)")
+    return {**flat, **dict(options or {})}
+
+
+def estimate_lipschitz(gen: torch.nn.Module, method: str | Estimator = DEFAULT_METHOD,
                        anchors_per_class: int = DEFAULT_ANCHORS, radius: float = DEFAULT_RADIUS, seed: int = 0,
                        device: str | torch.device = DEFAULT_DEVICE, classes: Sequence[int] | None = None,
-                       **options: Any) -> LipschitzResult:
+                       options: Mapping[str, Any] | None = None, **flat: Any) -> LipschitzResult:
     """Per-class local Lipschitz values of decode(., y) at radius ``radius`` with one estimator.
 
-    ``options`` are the estimator's own (sampling: ``neighbors``, ``batch_size``; gradient: ``power_iters``,
-    ``ascent_steps``, ``restarts``, ``batch_size``; see each class). The generator is moved to ``device`` and
-    run in eval mode; its mode and parameter ``requires_grad`` flags are restored afterwards.
+    ``options`` are the estimator's own, in their own namespace (sampling: ``neighbors``, ``batch_size``;
+    gradient: ``power_iters``, ``ascent_steps``, ``restarts``, ``batch_size``; certified-local: its own
+    ``radius``, ...; see each class); ``radius`` here is always the run's. Estimator options given as extra
+    keywords (``flat``) still work where they do not collide with these arguments. The generator is moved to
+    ``device`` and run in eval mode; its mode and parameter ``requires_grad`` flags are restored afterwards.
     """
     _check_generator_like(gen)
-    estimator = make_estimator(method, **options)
+    estimator = make_estimator(method, **merge_options(options, flat))
     if not (isinstance(radius, int | float) and math.isfinite(radius) and radius > 0):
         raise UserInputError(f"radius={radius!r}: must be a positive finite number (the paper uses 0.5)")
     anchors_per_class = positive_int("anchors_per_class", anchors_per_class)
@@ -87,7 +97,8 @@ def estimate_lipschitz(gen: torch.nn.Module, method: str | Estimator = "sampling
     return LipschitzResult(method=estimator.name, radius=float(radius), parameters=parameters,
                            per_class=tuple(per_class), generator_evaluations=int(evaluations),
                            seconds=time.perf_counter() - started, certified=estimator.certified,
-                           note=CERTIFIED_NOTE if estimator.certified else NOTE)
+                           note=CERTIFIED_NOTE if estimator.certified else NOTE,
+                           global_bound=bool(estimator.global_bound))
 
 
 def work_units(labels: Sequence[int], n: int, chunk: int | None) -> list[tuple[int, int, int]]:

@@ -39,6 +39,8 @@ class GradientEstimator(Estimator):
 
     name = "gradient"
     label = "gradient"
+    bracket = 2
+    reference = True  # the strongest estimate from below: the report compares the others with it per anchor
 
     def __init__(self, power_iters: int = 10, ascent_steps: int = 12, restarts: int = 2,
                  batch_size: int = 1024) -> None:

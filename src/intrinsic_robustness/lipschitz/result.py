@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.storage import read_json, write_json
+from intrinsic_robustness.storage import check_format, read_json, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +28,8 @@ CERTIFIED_NOTE = ("certified upper bound on the Lipschitz constant of decode(., 
                   "anchor, no quotient ||G(z',y)-G(z,y)||/||z'-z|| within the radius exceeds it (global: for any "
                   "pair of latents); percentiles over anchors are still sample statistics, so a bound built on them "
                   "is a certificate only with a confidence level for the slack (--confidence)")
+
+FORMAT = "irob-lipschitz/1"  # files before the key existed have none and are read as this
 
 # Fraction of the latent measure a percentile leaves out: the slack the bound subtracts per class.
 PERCENTILE_SLACK = {"p95": 0.05, "p99": 0.01, "p999": 0.001, "max": 0.0}
@@ -54,6 +56,10 @@ class ClassLipschitz:
         v = values.detach().double().cpu().flatten()
         if v.numel() == 0:
             raise ValueError("no per-anchor values to summarise")
+        if torch.isnan(v).any():  # the generator gave NaN images near these anchors: no estimate, say where
+            raise UserInputError(f"lipschitz class {label}: {int(torch.isnan(v).sum())} of {v.numel()} anchors gave "
+                                 "NaN quotients (the generator's decode returned NaN or inf near them); a generator "
+                                 "must give finite images for every latent")
         q = torch.quantile(v, torch.tensor([0.95, 0.99, 0.999], dtype=torch.float64))
         return cls(label=int(label), p95=float(q[0]), p99=float(q[1]), p999=float(q[2]),
                    max=float(v.max()), mean=float(v.mean()), values=tuple(float(x) for x in v))
@@ -75,6 +81,7 @@ class LipschitzResult:
     seconds: float
     note: str = field(default=NOTE)
     certified: bool = False
+    global_bound: bool | None = None  # the estimator's registered fact, recorded (None: look it up by method)
 
     def lipschitz(self, percentile: str = "p99") -> list[float]:
         """The chosen summary for each class, in the order of ``per_class``."""
@@ -83,10 +90,11 @@ class LipschitzResult:
         return [float(getattr(c, percentile)) for c in self.per_class]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "radius": self.radius,
+        return {"format": FORMAT, "method": self.method, "radius": self.radius,
                 "per_class": [c.to_dict() for c in self.per_class],
                 "generator_evaluations": int(self.generator_evaluations), "seconds": self.seconds,
-                "parameters": dict(self.parameters), "note": self.note, "certified": self.certified}
+                "parameters": dict(self.parameters), "note": self.note, "certified": self.certified,
+                **({} if self.global_bound is None else {"global_bound": self.global_bound})}
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the JSON form atomically."""
@@ -97,6 +105,7 @@ class LipschitzResult:
         """Rebuild from the JSON form, with one-line errors naming what is missing."""
         if not isinstance(data, dict):
             raise UserInputError(f"{source}: expected a JSON object written by 'irob lipschitz'")
+        check_format(data, source, FORMAT, required=False)
         missing = [k for k in ("method", "radius", "per_class", "generator_evaluations") if k not in data]
         if missing:
             raise UserInputError(f"{source}: missing key(s) {', '.join(missing)}; "
@@ -107,7 +116,8 @@ class LipschitzResult:
                        parameters=dict(data.get("parameters") or {}), per_class=per_class,
                        generator_evaluations=int(data["generator_evaluations"]),
                        seconds=float(data.get("seconds") or 0.0), note=str(data.get("note") or NOTE),
-                       certified=bool(data.get("certified", False)))
+                       certified=bool(data.get("certified", False)),
+                       global_bound=None if data.get("global_bound") is None else bool(data["global_bound"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise UserInputError(f"{source}: malformed per_class entry ({exc}); "
                                  "regenerate it with 'irob lipschitz'") from None
@@ -127,9 +137,6 @@ def _class_from_dict(entry: dict[str, Any]) -> ClassLipschitz:
                           values=tuple(math.inf if v is None else float(v) for v in entry.get("values", [])))
 
 
-GLOBAL_METHOD = "certified-global"
-
-
 @dataclass(frozen=True)
 class BoundBasis:
     """What a bound rests on: per-class L and slack, the radius, and how much each can be trusted."""
@@ -143,16 +150,28 @@ class BoundBasis:
     confidence: float | None  # joint confidence of the slacks (Clopper-Pearson, Bonferroni over classes)
     exceeding: list[int]  # per class, anchors whose value is above the chosen L
     anchors: list[int]  # per class, anchors the values come from
+    global_constant: bool = False  # the method's registered ``global_bound`` (one value for every latent)
 
     @property
     def global_bound(self) -> bool:
         """A certified global constant: it holds for every latent, so no slack and no confidence are needed."""
-        return self.method == GLOBAL_METHOD
+        return self.certified and self.global_constant
 
     @property
     def certificate(self) -> bool:
         """Certified per-anchor values with a confidence-backed slack, or a certified global constant."""
         return self.certified and (self.confidence is not None or self.global_bound)
+
+    def sample_exceedance(self) -> list[float]:
+        """Per class, the fraction of anchors above the chosen L: the exceedance the sample actually shows."""
+        return [k / n if n else 0.0 for k, n in zip(self.exceeding, self.anchors, strict=True)]
+
+    def order_statistic(self) -> str:
+        """Which order statistic the percentile is for these sample sizes (a p99 of 30 anchors is ~p96.7)."""
+        worst = max(range(len(self.anchors)), key=lambda i: self.sample_exceedance()[i])
+        k, n = self.exceeding[worst], self.anchors[worst]
+        return (f"{self.percentile} of {n} anchors lies at or above order statistic {n - k} of {n}: {k} of {n} "
+                f"above it, empirically a p{100 * (1 - k / n):.3g}" if n else f"{self.percentile} of no anchors")
 
     def describe(self) -> str:
         """One line naming the L, the condition on the slack and what kind of number the bound is."""
@@ -164,8 +183,8 @@ class BoundBasis:
         else:
             how = f"Clopper-Pearson slack at joint confidence {self.confidence:g}"
         verdict = "a high-probability certificate" if self.certificate else "an estimate, not a certificate"
-        return (f"L = {self.method} {self.percentile} ({kind}, {min(self.anchors)}+ anchors per class), radius "
-                f"{self.radius:g}, {how}: {verdict}")
+        return (f"L = {self.method} {self.percentile} ({kind}, {min(self.anchors)}+ anchors per class; "
+                f"{self.order_statistic()}), radius {self.radius:g}, {how}: {verdict}")
 
 
 def bound_basis(result_or_path: LipschitzResult | str | os.PathLike[str], percentile: str = "p99",
@@ -194,21 +213,39 @@ def bound_basis(result_or_path: LipschitzResult | str | os.PathLike[str], percen
     lipschitz = result.lipschitz(percentile)
     values = [list(c.values) for c in result.per_class]
     exceeding = [sum(v > lip for v in vals) for vals, lip in zip(values, lipschitz, strict=True)]
-    if result.method == GLOBAL_METHOD:
+    global_constant = result.certified and _is_global(result)
+    if global_constant:
         slack = [0.0] * len(lipschitz)
     elif confidence is None:
         slack = [PERCENTILE_SLACK[percentile]] * len(lipschitz)
-        fewest = min(len(v) for v in values)
-        if slack[0] > 0 and fewest * slack[0] < 1:
-            log.warning("%s from %d anchors per class is close to the sample maximum; its nominal slack %g "
-                        "is not resolved by so few anchors", percentile, fewest, slack[0])
+        _warn_unsupported(percentile, slack[0], exceeding, [len(v) for v in values])
     else:
         from intrinsic_robustness.lipschitz.confidence import clopper_pearson_upper
 
         per_class = 1.0 - (1.0 - float(confidence)) / len(lipschitz)
         slack = [clopper_pearson_upper(int(k), len(v), per_class) for k, v in zip(exceeding, values, strict=True)]
     return BoundBasis(result.method, percentile, lipschitz, slack, float(result.radius), result.certified,
-                      None if confidence is None else float(confidence), exceeding, [len(v) for v in values])
+                      None if confidence is None else float(confidence), exceeding, [len(v) for v in values],
+                      global_constant)
+
+
+def _is_global(result: LipschitzResult) -> bool:
+    """The result's recorded ``global_bound``, else (older files) its method's registered fact."""
+    if result.global_bound is not None:
+        return result.global_bound
+    from intrinsic_robustness.lipschitz.registry import estimator_facts
+
+    return bool(estimator_facts(result.method)["global_bound"])
+
+
+def _warn_unsupported(percentile: str, nominal: float, exceeding: list[int], anchors: list[int]) -> None:
+    """Warn when the nominal slack is below what the sample supports (too few anchors, or more of them above L)."""
+    shown = max(k / n for k, n in zip(exceeding, anchors, strict=True) if n)
+    fewest = min(anchors)
+    if nominal > 0 and (fewest * nominal < 1 or shown > nominal):
+        log.warning("%s from %d anchors per class: the sample shows %.3g of anchors above L, its nominal slack "
+                    "%g assumes %g and is not supported by this sample; pass a confidence (e.g. 0.95) for a "
+                    "Clopper-Pearson slack from the counts", percentile, fewest, shown, nominal, nominal)
 
 
 def _as_result(result_or_path: LipschitzResult | str | os.PathLike[str]) -> LipschitzResult:

@@ -32,7 +32,7 @@ class SamplingEstimator(Estimator):
 
     name = "sampling"
     label = "sampled (corrected)"
-    scale = 1.0
+    bracket = 1
 
     def __init__(self, neighbors: int = 2000, batch_size: int = 1024) -> None:
         self.neighbors = positive_int("neighbors", neighbors)
@@ -58,7 +58,8 @@ class PaperSamplingEstimator(SamplingEstimator):
 
     name = "paper-sampling"
     label = "sampled (paper's code)"
-    scale = 2.0
+    scale = 2.0  # distances on the [-1, 1] tanh output
+    bracket = 0
 
     def offsets(self, seed: int, label: int, index: int, latent_dim: int, radius: float) -> torch.Tensor:
         return orthant_offsets(seed, label, index, self.neighbors, latent_dim, radius)

@@ -168,7 +168,26 @@ def check_classifier(model: object, num_classes: int, image_shape: Sequence[int]
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, int(num_classes)):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UserInputError(f"{what}: returned {shape} for one image, expected logits of shape (1, {num_classes})")
+    _check_consistent(model, int(num_classes), tuple(image_shape), what)
     return model
+
+
+def _check_consistent(model: nn.Module, num_classes: int, image_shape: tuple[int, ...], what: str) -> None:
+    """Eval-mode logits must not depend on the call or the batch: the same images twice, and one alone, agree."""
+    device = module_device(model)
+    x = torch.stack([torch.full(image_shape, v, device=device) for v in (0.25, 0.75)])
+    with evaluating(model), torch.no_grad():
+        first, again, alone = model(x), model(x), model(x[:1])
+    if not isinstance(first, torch.Tensor) or tuple(first.shape) != (2, num_classes):
+        got = tuple(first.shape) if isinstance(first, torch.Tensor) else type(first).__name__
+        raise UserInputError(f"{what}: returned {got} for two images, expected logits of shape (2, {num_classes}); "
+                             "one row of logits per image, whatever the batch size")
+    for other, how in ((again, "the same images twice"), (alone, "one image alone and in a batch of 2")):
+        gap = (other - first[: len(other)]).abs().nan_to_num(0.0)
+        if bool((gap > 1e-4 * (1 + first[: len(other)].abs().nan_to_num(0.0))).any()):
+            raise UserInputError(f"{what}: different logits for {how} (max change {float(gap.max()):.3g}); a "
+                                 "classifier must be deterministic in eval mode (no dropout or noise, no batch "
+                                 "statistics)")
 
 
 def build_architecture(name: str, num_classes: int, image_shape: Sequence[int]) -> nn.Module:

@@ -19,7 +19,7 @@ from torch import nn
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.models.architectures import ARCHITECTURES, build_architecture
 from intrinsic_robustness.plugins import build_from_factory, is_factory_spec, require_trust
-from intrinsic_robustness.storage import load_tensors, read_json, save_tensors, write_json
+from intrinsic_robustness.storage import load_tensors, read_versioned, save_tensors, write_json
 from intrinsic_robustness.weights import load_state_strict, read_weights
 
 FORMAT = "irob-classifier/1"
@@ -56,10 +56,7 @@ def _from_directory(path: Path, trust_code: bool = False) -> nn.Module:
         raise UserInputError(f"classifier {path}: no {CONFIG_FILE}; pass a directory written by "
                              "'irob train-classifier' (an unfinished run has only a checkpoint; rerun to finish it)")
     source = f"{path / CONFIG_FILE}"
-    config = read_json(path / CONFIG_FILE)
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        got = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise UserInputError(f"classifier {source}: format {got!r}, expected {FORMAT!r}")
+    config = read_versioned(path / CONFIG_FILE, FORMAT)
     try:
         arch, num_classes, shape = str(config["arch"]), int(config["num_classes"]), list(config["image_shape"])
     except KeyError as exc:

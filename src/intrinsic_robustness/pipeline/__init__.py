@@ -13,7 +13,7 @@ from typing import Any
 _LAZY = {
     "PipelineConfig": "intrinsic_robustness.pipeline.config",
     "load_config": "intrinsic_robustness.pipeline.config",
-    "RunLayout": "intrinsic_robustness.pipeline.layout",
+    "RunLayout": "intrinsic_robustness.layout",
     "run_pipeline": "intrinsic_robustness.pipeline.stages",
     "build_stages": "intrinsic_robustness.pipeline.stages",
 }

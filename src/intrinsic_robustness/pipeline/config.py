@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_RADIUS
+from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_METHOD, DEFAULT_RADIUS
 from intrinsic_robustness.pipeline.configfile import apply_overrides, read_toml
 from intrinsic_robustness.pipeline.options import (
     CLASSIFIER_SET,
@@ -32,12 +32,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 
-def _registered(registry_path: str, value: str, key: str) -> str:
-    """``value`` if the named registry knows it (aliases resolved), else a validation error naming ``key``."""
-    import importlib
-
-    module, attr = registry_path.rsplit(".", 1)
-    registry = getattr(importlib.import_module(module), attr)
+def _registered(registry: Any, value: str, key: str) -> str:
+    """``value`` if ``registry`` knows it (aliases resolved), else a validation error naming ``key``."""
     if value not in registry:
         raise ValueError(f"{value!r} is not a known {registry.kind}; choose from {', '.join(registry.names())}")
     return registry.canonical(value)
@@ -87,6 +83,7 @@ class GeneratorConfig(_Section):
     """Where the generator comes from: ``train`` an ACGAN on real data, or ``load`` a spec."""
 
     source: Literal["train", "load"] = "train"
+    family: Literal["acgan", "flow"] = "acgan"
     data: str = "digits"
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -106,8 +103,9 @@ class GeneratorConfig(_Section):
             from intrinsic_robustness.data.real import check_name
 
             as_validation_error(check_name, self.data, ".data")
-            check_options(self.options, "intrinsic_robustness.generators.train:train_acgan", GENERATOR_SET,
-                           ".options")
+            from intrinsic_robustness.generators.train import trainer
+
+            check_options(self.options, trainer(self.family), GENERATOR_SET, ".options")
         elif self.options:
             raise ValueError(f".options: only source = 'train' takes options (got {sorted(self.options)})")
         return self
@@ -116,7 +114,7 @@ class GeneratorConfig(_Section):
 class LipschitzConfig(_Section):
     """Local Lipschitz estimation: one estimate per method; the bound uses ``percentile`` of each."""
 
-    methods: list[str] = Field(default_factory=lambda: ["gradient"], min_length=1)
+    methods: list[str] = Field(default_factory=lambda: [DEFAULT_METHOD], min_length=1)
     anchors_per_class: int = Field(DEFAULT_ANCHORS, ge=1)
     radius: float = Field(DEFAULT_RADIUS, gt=0, allow_inf_nan=False)
     neighbors: int = Field(2000, ge=1)
@@ -127,7 +125,9 @@ class LipschitzConfig(_Section):
     @field_validator("methods")
     @classmethod
     def _methods_ok(cls, value: list[str]) -> list[str]:
-        names = [_registered("intrinsic_robustness.lipschitz.registry.ESTIMATORS", m, "methods") for m in value]
+        from intrinsic_robustness.lipschitz.registry import ESTIMATORS
+
+        names = [_registered(ESTIMATORS, m, "methods") for m in value]
         return list(dict.fromkeys(names))
 
     @field_validator("percentile")
@@ -140,19 +140,30 @@ class LipschitzConfig(_Section):
         return value
 
     def method_options(self, method: str) -> dict[str, Any]:
-        """The options of ``method``: ``neighbors`` and every flat ``options`` key the method takes."""
+        """The options of ``method``: ``neighbors``, every flat ``options`` key the method takes, then its own
+        table ``options.<method>`` (``[lipschitz.options.certified-local] radius = 0.1``), which wins."""
         from intrinsic_robustness.lipschitz.registry import ESTIMATORS
 
         takes = ESTIMATORS.get(method).option_names()
-        chosen = {"neighbors": self.neighbors, **self.options}
-        return {k: v for k, v in chosen.items() if k in takes}
+        flat = {k: v for k, v in self.options.items() if not isinstance(v, dict)}
+        chosen = {"neighbors": self.neighbors, **flat}
+        return {**{k: v for k, v in chosen.items() if k in takes}, **self.options.get(method, {})}
 
     @model_validator(mode="after")
     def _options_known(self) -> LipschitzConfig:
         from intrinsic_robustness.lipschitz.registry import ESTIMATORS
 
+        for name, table in self.options.items():
+            if isinstance(table, dict) and name not in self.methods:
+                raise ValueError(f"options.{name}: a table of options for a method not in methods {self.methods}")
+            if isinstance(table, dict):
+                takes = ESTIMATORS.get(name).option_names()
+                bad = sorted(set(table) - set(takes))
+                if bad:
+                    raise ValueError(f"options.{name}.{bad[0]}: not an option of {name}; it takes "
+                                     f"{', '.join(takes) or 'none'}")
         taken = {o for m in self.methods for o in ESTIMATORS.get(m).option_names()}
-        unknown = sorted(set(self.options) - taken)
+        unknown = sorted(k for k, v in self.options.items() if not isinstance(v, dict) and k not in taken)
         if unknown:
             raise ValueError(f"options {unknown} are not options of {self.methods}; they take {sorted(taken)}")
         for method in self.methods:
@@ -186,9 +197,12 @@ class DatasetConfig(_Section):
 
 
 class ClassifierConfig(_Section):
-    """One classifier to train on the generated data; ``name`` names its directory; unset = paper recipe."""
+    """One classifier; ``name`` names its directory; unset = paper recipe. ``data``: train on the generated
+    dataset (``generated``) or on the real images the generator models (``real``: ``generator.data``'s train
+    split at the generated images' size); either way it is evaluated on the generated test split."""
 
     name: str
+    data: Literal["generated", "real"] = "generated"
     method: str = "standard"
     arch: str | None = None
     eps: float | None = Field(None, gt=0, allow_inf_nan=False)
@@ -210,7 +224,9 @@ class ClassifierConfig(_Section):
     @field_validator("method")
     @classmethod
     def _method_ok(cls, value: str) -> str:
-        return _registered("intrinsic_robustness.training.objectives.METHODS", value, "method")
+        from intrinsic_robustness.training.objectives import METHODS
+
+        return _registered(METHODS, value, "method")
 
     @field_validator("arch")
     @classmethod
@@ -219,12 +235,16 @@ class ClassifierConfig(_Section):
 
         if value is None or value == "auto" or is_factory_spec(value):
             return value
-        return _registered("intrinsic_robustness.models.architectures.ARCHITECTURES", value, "arch")
+        from intrinsic_robustness.models.architectures import ARCHITECTURES
+
+        return _registered(ARCHITECTURES, value, "arch")
 
     @field_validator("options")
     @classmethod
     def _options_ok(cls, value: dict[str, Any]) -> dict[str, Any]:
-        check_options(value, "intrinsic_robustness.training.loop:fit", CLASSIFIER_SET, "")
+        from intrinsic_robustness.training.loop import fit
+
+        check_options(value, fit, CLASSIFIER_SET, "")
         return value
 
 
@@ -234,7 +254,9 @@ class EvaluationConfig(_Section):
     ``attacks`` maps a threat to attack names (unset: the library's default ensemble for the run's device);
     ``attack_options`` maps an attack name to its keyword arguments; each of ``compare_attacks`` also runs
     alone (unconstrained) on the first ``compare_n`` examples (default: all ``n``), so the report can flag
-    the default ensemble as weak where a reference such as AutoAttack finds more.
+    the default ensemble as weak where a reference such as AutoAttack finds more. ``real_n`` also attacks
+    every classifier (unconstrained; real images have no latents) on the first ``real_n`` real test images of
+    ``generator.data``, so its real-data robustness stands beside its generated-data robustness.
     """
 
     threats: list[Literal["unconstrained", "in-distribution"]] = Field(
@@ -247,6 +269,7 @@ class EvaluationConfig(_Section):
     attack_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     compare_attacks: list[str] = Field(default_factory=list)
     compare_n: int | None = Field(None, ge=1)
+    real_n: int | None = Field(None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("eps")
@@ -280,10 +303,12 @@ class EvaluationConfig(_Section):
             raise ValueError(f"attack_options names unknown attack(s) {unknown}; known: {', '.join(ATTACKS.names())}")
         for name, kwargs in self.attack_options.items():
             check_attack_options(name, kwargs)
-        check_options(self.options, "intrinsic_robustness.evaluation.run:evaluate", EVALUATION_SET, ".options")
+        from intrinsic_robustness.attacks.latent import invert_latents
+        from intrinsic_robustness.evaluation.run import evaluate
+
+        check_options(self.options, evaluate, EVALUATION_SET, ".options")
         inversion = self.options.get("inversion") or {}
-        check_options(inversion, "intrinsic_robustness.attacks.latent:invert_latents", INVERSION_SET,
-                       ".options.inversion")
+        check_options(inversion, invert_latents, INVERSION_SET, ".options.inversion")
         return self
 
 
@@ -296,6 +321,55 @@ def _attack_list(names: list[str], threat: str) -> list[str]:
         return parse_attack_names(names, threat)
     except UserInputError as exc:
         raise ValueError(str(exc).replace("--attack ", "")) from None
+
+
+CONCENTRATION_SET = frozenset({"points", "alpha", "eps", "method", "split_seed", "device", "data"})
+
+
+class ConcentrationConfig(_Section):
+    """Concentration from data (optional section): regions fitted on one half of each sample, measured on the other.
+
+    ``sources``: ``real`` (every image of ``generator.data``, at the generated images' size) and/or ``generated``
+    (the generated test split). ``eps`` unset: ``evaluation.eps``. ``n``: at most this many images per sample (a
+    seeded subsample). ``options``: keyword arguments of ``estimate_concentration`` (components, max_balls, ...).
+    """
+
+    sources: list[Literal["real", "generated"]] = Field(default_factory=lambda: ["real", "generated"], min_length=1)
+    alpha: list[float] = Field(default_factory=lambda: [0.01, 0.05], min_length=1)
+    eps: list[float] | None = Field(None, min_length=1)
+    method: Literal["halfspace", "balls", "all"] = "all"
+    split_seed: int = 0
+    n: int | None = Field(None, ge=4)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_ok(cls, value: list[float]) -> list[float]:
+        import math
+
+        if any(not math.isfinite(a) or not 0 < a < 1 for a in value):
+            raise ValueError(f"{value}: every alpha must lie strictly between 0 and 1")
+        return value
+
+    @field_validator("eps")
+    @classmethod
+    def _eps_ok(cls, value: list[float] | None) -> list[float] | None:
+        import math
+
+        if value is not None and any(not math.isfinite(e) or e < 0 for e in value):
+            raise ValueError(f"{value}: every eps must be a finite number >= 0")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options_ok(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from intrinsic_robustness.concentration import estimate_concentration
+
+        check_options(value, estimate_concentration, CONCENTRATION_SET, "")
+        for key in ("components", "max_balls", "max_centres", "chunk"):
+            if isinstance(value.get(key), int) and value[key] < 1:
+                raise ValueError(f".{key}={value[key]}: must be at least 1")
+        return value
 
 
 class ReportConfig(_Section):
@@ -319,6 +393,7 @@ class PipelineConfig(_Section):
     classifiers: list[ClassifierConfig] = Field(min_length=1)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    concentration: ConcentrationConfig | None = None
     _source: str = PrivateAttr(default="config")  # the file it came from, for messages (never saved)
 
     @property
@@ -332,7 +407,17 @@ class PipelineConfig(_Section):
         if self.evaluation.n is not None and self.evaluation.n > n_test:
             raise ValueError(f"evaluation.n = {self.evaluation.n} exceeds dataset.n_test = {n_test}; evaluate at most "
                              "the test split")
+        if self.evaluation.real_n is not None or any(c.data == "real" for c in self.classifiers):
+            from intrinsic_robustness.data.real import check_name
+
+            try:
+                check_name(self.generator.data)
+            except UserInputError as exc:
+                raise ValueError(f"generator.data (the real images of classifiers.*.data = 'real' and "
+                                 f"evaluation.real_n): {exc}") from None
         for i, entry in enumerate(self.classifiers):
+            if entry.data == "real":
+                continue  # trains on the real train split: dataset.n_train does not bound it
             if entry.n_train is not None and entry.n_train > n_train:
                 raise ValueError(f"classifiers.{i}.n_train = {entry.n_train} exceeds dataset.n_train = {n_train}")
             holdout = entry.options.get("holdout")

@@ -13,7 +13,7 @@ from typing import Any
 
 from intrinsic_robustness.errors import UserInputError
 
-SECTIONS = ("run", "generator", "lipschitz", "dataset", "classifiers", "evaluation", "report")
+SECTIONS = ("run", "generator", "lipschitz", "dataset", "classifiers", "evaluation", "report", "concentration")
 
 
 def _parse_value(text: str) -> Any:
@@ -86,7 +86,9 @@ def to_toml(data: dict[str, Any]) -> str:
     """A resolved config (``config_to_dict`` output) as TOML text (what ``irob config show`` prints)."""
     lines: list[str] = []
     for section in SECTIONS:
-        value = data[section]
+        value = data.get(section)
+        if value is None:  # an optional section left out (concentration)
+            continue
         if isinstance(value, list):
             for entry in value:
                 lines += [f"[[{section}]]", *_toml_table(entry, section), ""]

@@ -12,26 +12,27 @@ function keeps.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from intrinsic_robustness.distributed import is_distributed, is_main, main_only
-from intrinsic_robustness.errors import UserInputError
+from intrinsic_robustness.errors import Interrupted, UserInputError
 from intrinsic_robustness.hashing import canonical_hash, file_sha256
-from intrinsic_robustness.pipeline.layout import RunLayout
+from intrinsic_robustness.layout import RUN_FORMAT, RunLayout
 from intrinsic_robustness.progress import advance, task
-from intrinsic_robustness.storage import read_json, write_json
+from intrinsic_robustness.storage import read_versioned, write_json
 
 log = logging.getLogger(__name__)
 
-META_FORMAT = "irob-run/1"
+META_FORMAT = RUN_FORMAT
 
 
 def package_versions() -> dict[str, str]:
@@ -92,6 +93,7 @@ class StageOutcome:
     action: str  # "skipped" | "ran" | "resumed"
     seconds: float
     key: str
+    reason: str = ""  # why it ran (pipeline.changes.why_redo); empty when skipped
 
 
 @dataclass
@@ -110,11 +112,7 @@ class RunDir:
         p.mkdir(parents=True, exist_ok=True)
         meta_path = RunLayout(p).meta_file
         if meta_path.is_file():
-            meta = read_json(meta_path)
-            if meta.get("format") != META_FORMAT:
-                raise UserInputError(
-                    f"{meta_path}: format {meta.get('format')!r}, expected {META_FORMAT!r}; use a new --run-dir"
-                )
+            meta = read_versioned(meta_path, META_FORMAT, fix="use a new --run-dir")
         else:
             meta = {"format": META_FORMAT, "created": _now(), "stages": {}}
         run = cls(p, meta)
@@ -182,6 +180,40 @@ def _is_scratch(rel: Path) -> bool:
     return any(p.startswith(".") or "checkpoint" in p for p in rel.parts)
 
 
+# What an interrupted stage keeps for its rerun to resume from (the others restart, after the finished stages).
+_KEPT = {"generator": "its epochs checkpointed so far (when training)", "classifiers": "its epochs checkpointed so far",
+         "evaluation": "its batches attacked so far"}
+
+# What opening a run writes before any stage works: removed again when the run fails before leaving any work.
+_SCAFFOLDING = ("meta.json", "config.json", ".lock")
+
+
+@contextlib.contextmanager
+def nothing_left_on_early_failure(root: str | os.PathLike[str]) -> Iterator[None]:
+    """A new run that fails before any stage leaves work (a config error found at the start, Ctrl-C in the first
+    seconds) leaves its run directory as it found it: the ``meta.json``, ``config.json``, lock file and empty
+    directories it created are removed. A resumed run, or one with any stage output or checkpoint, is kept."""
+    top = Path(root).absolute()
+    if (top / "meta.json").exists() or not is_main():
+        yield
+        return
+    existed = top.exists()
+    before = set(top.rglob("*")) if existed else set()
+    created = [top, *(p for p in top.parents if not p.exists())]  # the run directory and new parents
+    try:
+        yield
+    except BaseException:
+        new = set(top.rglob("*")) - before if top.is_dir() else set()
+        if all(p.is_dir() or p.name in _SCAFFOLDING for p in new):
+            for p in sorted(new, key=lambda q: len(q.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    p.rmdir() if p.is_dir() else p.unlink()
+            for p in created if not existed else ():
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+        raise
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -227,40 +259,56 @@ def _execute_one(run: RunDir, stage: Stage, forced: bool) -> StageOutcome:
     A single process does all three itself; in a torchrun job the other ranks receive rank 0's plan, run a
     ``distributed`` stage with it (or wait while rank 0 runs any other) and wait while it is recorded.
     """
-    key, resume, upstream = main_only(_plan, run, stage, forced)
+    key, resume, upstream, reason = main_only(_plan, run, stage, forced)
     if resume is None:
         return StageOutcome(stage.name, "skipped", 0.0, key)
     start, cpu_start = time.perf_counter(), time.process_time()
     ctx = StageContext(run.path, stage.name, fresh=not resume, upstream=upstream)
-    outputs = stage.run(ctx) if stage.distributed or not is_distributed() else main_only(stage.run, ctx)
+    try:
+        outputs = stage.run(ctx) if stage.distributed or not is_distributed() else main_only(stage.run, ctx)
+    except BaseException as exc:  # an interrupted attempt's time counts towards the stage's total when it resumes
+        if isinstance(exc, Interrupted) and exc.stage is None:  # the CLI's message names what was saved where
+            exc.stage, exc.run_dir = stage.name, str(run.path)
+            exc.kept = _KEPT.get(stage.name.split("/")[0], "nothing of this stage: it restarts")
+        main_only(_record_partial, run, stage, time.perf_counter() - start, time.process_time() - cpu_start)
+        raise
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     main_only(_record_done, run, stage, key, outputs, seconds, cpu_seconds)
     log.info("stage %s: finished in %.1f s", stage.name, seconds)
-    return StageOutcome(stage.name, "resumed" if resume else "ran", seconds, key)
+    return StageOutcome(stage.name, "resumed" if resume else "ran", seconds, key, reason)
 
 
-def _plan(run: RunDir, stage: Stage, forced: bool) -> tuple[str, bool | None, dict[str, dict[str, Any]]]:
-    """(key, resume, upstream records); resume None means skip. Cleans and marks the stage running."""
+def _plan(run: RunDir, stage: Stage, forced: bool) -> tuple[str, bool | None, dict[str, dict[str, Any]], str]:
+    """(key, resume, upstream records, why it runs); resume None means skip. Cleans and marks the stage running."""
+    from intrinsic_robustness.pipeline.changes import why_redo
+
     key, inputs = run.stage_key(stage)
     if not forced and run.is_current(stage, key):
         log.info("stage %s: done and unchanged, skipped", stage.name)
-        return key, None, {}
+        return key, None, {}, ""
     previous = run.record(stage.name)
+    reason = why_redo(previous, stage.config, inputs, key, forced)
     resume = not forced and previous is not None and previous.get("key") == key
     if not resume:
         for rel in stage.clean:
             _remove(run.path / rel)
+    spent = {k: float(previous.get(k) or 0.0) for k in _PARTIAL} if resume and previous else {}
     run.set_record(
         stage.name,
-        {"status": "running", "key": key, "inputs": inputs, "started": _now(), "config": stage.config},
+        {"status": "running", "key": key, "inputs": inputs, "started": _now(), "config": stage.config,
+         "reason": reason, **spent},
     )
-    return key, resume, {u: run.record(u) or {} for u in stage.inputs}
+    return key, resume, {u: run.record(u) or {} for u in stage.inputs}, reason
 
 
 def _record_done(run: RunDir, stage: Stage, key: str, outputs: Sequence[str], seconds: float,
                  cpu_seconds: float) -> None:
     hashes = run.fingerprint(outputs)
     inputs = run.record(stage.name)["inputs"]
+    earlier = run.record(stage.name)
+    last_seconds = seconds
+    seconds += float(earlier.get("partial_seconds") or 0.0)  # total across resumes, not just the last part
+    cpu_seconds += float(earlier.get("partial_cpu_seconds") or 0.0)
     run.set_record(
         stage.name,
         {
@@ -273,9 +321,25 @@ def _record_done(run: RunDir, stage: Stage, key: str, outputs: Sequence[str], se
             "finished": _now(),
             "seconds": seconds,
             "cpu_seconds": cpu_seconds,
+            "last_attempt_seconds": last_seconds,
             "config": stage.config,
+            "reason": earlier.get("reason", ""),
         },
     )
+
+
+_PARTIAL = ("partial_seconds", "partial_cpu_seconds")
+
+
+def _record_partial(run: RunDir, stage: Stage, seconds: float, cpu_seconds: float) -> None:
+    """Add an interrupted attempt's wall and CPU time to the running record, for the total on completion."""
+    record = run.record(stage.name)
+    if record is None or record.get("status") != "running":
+        return
+    record = dict(record)
+    record["partial_seconds"] = float(record.get("partial_seconds") or 0.0) + seconds
+    record["partial_cpu_seconds"] = float(record.get("partial_cpu_seconds") or 0.0) + cpu_seconds
+    run.set_record(stage.name, record)
 
 
 def _remove(path: Path) -> None:

@@ -6,6 +6,7 @@ the config's validators, whose messages start with the key (a leading '.' contin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,18 +36,16 @@ def as_validation_error(check: Any, value: Any, key: str) -> Any:
         raise ValueError(f"{key}: {exc}") from None
 
 
-def check_options(options: dict[str, Any], target: str, taken: frozenset[str], key: str) -> None:
-    """Each option must be a parameter of the function ``target`` ('module:name') not set by the stage itself,
-    of the parameter's type, and (numbers) finite and not below its minimum."""
-    import importlib
+def check_options(options: dict[str, Any], function: Callable[..., Any], taken: frozenset[str], key: str) -> None:
+    """Each option must be a parameter of ``function`` not set by the stage itself, of the parameter's type,
+    and (numbers) finite and not below its minimum."""
     import inspect
     import math
     import typing
 
     from pydantic import TypeAdapter
 
-    module, name = target.split(":")
-    function = getattr(importlib.import_module(module), name)
+    name = function.__name__
     params = inspect.signature(function).parameters
     allowed = sorted(p for p, v in params.items() if p not in taken and v.kind is not v.VAR_KEYWORD)
     hints = typing.get_type_hints(function)

@@ -72,6 +72,14 @@ def _generator_facts(config: PipelineConfig, trust_code: bool, run_code: bool = 
         from intrinsic_robustness.data.real import class_count
 
         classes = _keyed(config.source, "generator.data", class_count, section.data)
+        if getattr(section, "family", "acgan") == "acgan":  # its layers halve the image twice
+            from intrinsic_robustness.generators.acgan import _check_shape
+
+            try:
+                _check_shape((1, section.image_size, section.image_size))
+            except ValueError as exc:
+                raise UserInputError(f"{config.source}: generator.image_size = {section.image_size}: {exc}; choose "
+                                     "a multiple of 4 (e.g. 16 or 28)") from None
         return classes, section.latent_dim, section.image_size ** 2
     from intrinsic_robustness.generators.load import load_generator
 

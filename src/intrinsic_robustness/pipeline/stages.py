@@ -13,11 +13,19 @@ from typing import Any
 import torch
 
 from intrinsic_robustness.distributed import is_main, job_size, main_only
+from intrinsic_robustness.layout import RunLayout
 from intrinsic_robustness.pipeline.config import ClassifierConfig, PipelineConfig, config_to_dict
-from intrinsic_robustness.pipeline.engine import RunDir, Stage, StageContext, StageOutcome, execute, match_force
-from intrinsic_robustness.pipeline.layout import RunLayout
-from intrinsic_robustness.runtime import derive_seed, resolve_device
-from intrinsic_robustness.storage import exclusive, write_json
+from intrinsic_robustness.pipeline.engine import (
+    RunDir,
+    Stage,
+    StageContext,
+    StageOutcome,
+    execute,
+    match_force,
+    nothing_left_on_early_failure,
+)
+from intrinsic_robustness.runtime import derive_seed, make_generator, resolve_device
+from intrinsic_robustness.storage import exclusive, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +37,7 @@ def _load_gen(layout: RunLayout, device: torch.device, trust_code: bool = False)
 
 
 def generator_stage(config: PipelineConfig, device: torch.device, trust_code: bool = False) -> Stage:
-    """Train an ACGAN on real data, or load a given generator, into ``generator/``."""
+    """Train a generator (``generator.family``: acgan or flow) on real data, or load one, into ``generator/``."""
     section = config.generator
     seed = config.run.seed
 
@@ -37,12 +45,14 @@ def generator_stage(config: PipelineConfig, device: torch.device, trust_code: bo
         layout = ctx.layout
         out = layout.generator_dir
         if section.source == "train":
-            from intrinsic_robustness.generators.train import train_acgan
+            from intrinsic_robustness.generators.train import trainer
 
             kwargs = {"lr": section.lr} if section.lr is not None else {}
-            train_acgan(section.data, out, epochs=section.epochs, batch_size=section.batch_size,
-                        seed=derive_seed(seed, "generator"), device=device, latent_dim=section.latent_dim,
-                        size=section.image_size, force=False, **kwargs, **section.options)
+            if section.family == "acgan":  # a flow's latent is C*H*W
+                kwargs["latent_dim"] = section.latent_dim
+            trainer(section.family)(section.data, out, epochs=section.epochs, batch_size=section.batch_size,
+                                    seed=derive_seed(seed, "generator"), device=device, size=section.image_size,
+                                    force=False, **kwargs, **section.options)
         else:
             from intrinsic_robustness.generators.load import load_generator, save_generator
 
@@ -52,6 +62,8 @@ def generator_stage(config: PipelineConfig, device: torch.device, trust_code: bo
         return [layout.rel(out / "generator.json"), layout.rel(out / "generator.safetensors")]
 
     cfg = {**section.model_dump(mode="json"), "seed": seed}
+    if cfg["family"] == "acgan":  # the default: runs made before the key existed keep their stage key
+        del cfg["family"]
     files = (section.weights,) if section.source == "load" and section.weights else ()
     return Stage("generator", cfg, run, files=files, clean=("generator",))
 
@@ -112,8 +124,53 @@ def dataset_stage(config: PipelineConfig, device: torch.device, trust_code: bool
     return Stage("dataset", cfg, run, inputs=("generator",), clean=("dataset",), distributed=True)
 
 
+def concentration_stage(config: PipelineConfig, device: torch.device) -> Stage:
+    """Concentration from data on the real images the generator learned and on the generated test split, into
+    ``concentration/<source>.json`` (an estimate from samples, not a bound)."""
+    section = config.concentration
+    assert section is not None
+
+    def run(ctx: StageContext) -> Sequence[str]:
+        from intrinsic_robustness.concentration import estimate_concentration, load_sample
+
+        eps = section.eps if section.eps is not None else config.evaluation.eps
+        size = int(read_json(ctx.layout.manifest_file)["image_shape"][-1])  # the eps scale of the generated images
+        outputs = []
+        for source in section.sources:
+            if source == "real":
+                points, info = load_sample(config.generator.data, size)
+            else:
+                from intrinsic_robustness.data.synthetic import load_dataset
+
+                points = load_dataset(ctx.layout.dataset_dir, "test").images
+                info = {"data": "generated test split", "kind": "generated", "n": len(points)}
+            if section.n is not None and section.n < len(points):
+                pick = torch.randperm(len(points), generator=make_generator(section.split_seed))
+                points = points[pick[: section.n]]
+                info = {**info, "subsample": section.n}
+            result = estimate_concentration(points, section.alpha, eps, section.method, section.split_seed, device,
+                                            data=info, **section.options)
+            out = ctx.layout.concentration_file(source)
+            result.save(out)
+            outputs.append(ctx.layout.rel(out))
+        return outputs
+
+    cfg = {**section.model_dump(mode="json"), "eps": section.eps if section.eps is not None else
+           config.evaluation.eps, "real": config.generator.data}
+    return Stage("concentration", cfg, run, inputs=("dataset",), clean=("concentration",))
+
+
+def _real_train(config: PipelineConfig, layout: RunLayout) -> Any:
+    """The real train split of ``generator.data`` at the generated images' size (``classifiers.*.data = 'real'``)."""
+    from intrinsic_robustness.data.real import RealDataset
+
+    size = int(read_json(layout.manifest_file)["image_shape"][-1])
+    return RealDataset.load(config.generator.data, "train", size)
+
+
 def classifier_stage(config: PipelineConfig, entry: ClassifierConfig, device: torch.device) -> Stage:
-    """Train one classifier on the generated training split into ``classifiers/<name>/`` (resumable)."""
+    """Train one classifier on the generated (or, ``data = 'real'``, the real) training split into
+    ``classifiers/<name>/`` (resumable)."""
 
     def run(ctx: StageContext) -> Sequence[str]:
         from intrinsic_robustness.data.synthetic import load_dataset
@@ -125,14 +182,17 @@ def classifier_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
             return done
         kwargs = {k: getattr(entry, k) for k in ("arch", "eps", "epochs", "batch_size", "lr")
                   if getattr(entry, k) is not None}
-        data = load_dataset(ctx.layout.dataset_dir, split="train")
+        data = _real_train(config, ctx.layout) if entry.data == "real" else \
+            load_dataset(ctx.layout.dataset_dir, split="train")
         fit(data if entry.n_train is None else data.head(entry.n_train), entry.method,
             seed=derive_seed(config.run.seed, "classifier", entry.name), device=device, out=str(out),
             force=False, **kwargs, **entry.options)
         return done
 
     rel = f"classifiers/{entry.name}"
-    cfg = {**entry.model_dump(mode="json"), "seed": config.run.seed}
+    cfg = {**entry.model_dump(mode="json", exclude={"data"}), "seed": config.run.seed}
+    if entry.data == "real":  # (generated data adds no key: runs made before the key existed stay done)
+        cfg.update(data="real", real=config.generator.data)
     return Stage(rel, cfg, run, inputs=("dataset",), clean=(rel,), distributed=True)
 
 
@@ -149,19 +209,27 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
         compare_n = min(n for n in (section.n, section.compare_n, config.dataset.n_test) if n is not None)
         jobs += [("unconstrained", [a], layout.compare_file(entry.name, a), compare_n)
                  for a in section.compare_attacks]
+        data = {file: (str(layout.dataset_dir), {}) for _, _, file, _ in jobs}
+        if section.real_n is not None:  # real images: no latents, so the unconstrained threat only
+            real_file = layout.real_eval_file(entry.name)
+            jobs.append(("unconstrained", section.attacks.get("unconstrained"), real_file, section.real_n))
+            size = int(read_json(layout.manifest_file)["image_shape"][-1])  # the generated images' size
+            data[real_file] = (config.generator.data, {"image_size": size})
         outputs = []
         for threat, attacks, file, n in jobs:
             gen = _load_gen(layout, device, trust_code) if threat == "in-distribution" else None
-            evaluate(str(layout.classifier_dir(entry.name)), str(layout.dataset_dir), generator=gen, threat=threat,
+            evaluate(str(layout.classifier_dir(entry.name)), data[file][0], generator=gen, threat=threat,
                      attacks=attacks, eps=tuple(section.eps), n=n, batch_size=section.batch_size,
                      seed=derive_seed(config.run.seed, "evaluation", entry.name, threat), device=device, out=str(file),
                      attack_options=_attack_options(section.attack_options, attacks, threat, device),
-                     trust_code=trust_code, **section.options)
+                     trust_code=trust_code, **data[file][1], **section.options)
             outputs.append(layout.rel(file))
         return outputs
 
     rel = f"eval/{entry.name}"
-    cfg = {**section.model_dump(mode="json"), "classifier": entry.name, "seed": config.run.seed}
+    cfg = {**section.model_dump(mode="json", exclude={"real_n"}), "classifier": entry.name, "seed": config.run.seed}
+    if section.real_n is not None:  # (no key without it: runs made before the key existed stay done)
+        cfg.update(real_n=section.real_n, real=config.generator.data)
     inputs = ("generator", "dataset", f"classifiers/{entry.name}")
     return Stage(f"evaluation/{entry.name}", cfg, run, inputs=inputs, clean=(rel,), distributed=True)
 
@@ -198,6 +266,8 @@ def build_stages(config: PipelineConfig, device: torch.device | None = None, tru
     stages = [generator_stage(config, device, trust_code)]
     stages += [lipschitz_stage(config, m, device, trust_code) for m in config.lipschitz.methods]
     stages.append(dataset_stage(config, device, trust_code))
+    if config.concentration is not None:
+        stages.append(concentration_stage(config, device))
     stages += [classifier_stage(config, c, device) for c in config.classifiers]
     stages += [evaluation_stage(config, c, device, trust_code) for c in config.classifiers]
     stages.append(report_stage(config, [s.name for s in stages]))
@@ -223,7 +293,7 @@ def run_pipeline(config: PipelineConfig, run_dir: str | os.PathLike[str], force:
         torch.set_num_threads(config.run.threads)
     chosen = stages if stages is not None else build_stages(config, device, trust_code)
     match_force([s.name for s in chosen], force)  # an unknown --force name is refused before anything is written
-    with exclusive(layout.root, "run directory"):  # under torchrun: rank 0 holds it and writes the records
+    with nothing_left_on_early_failure(layout.root), exclusive(layout.root, "run directory"):  # rank 0 locks
         run = main_only(_open_run, layout, config, device)
         return execute(run, chosen, force=force, on_event=on_event)
 

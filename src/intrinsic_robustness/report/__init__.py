@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from intrinsic_robustness.pipeline.layout import RunLayout
+from intrinsic_robustness.layout import RunLayout
 from intrinsic_robustness.storage import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -27,19 +27,45 @@ def _figures(layout: RunLayout, report: dict[str, Any], settings: dict[str, Any]
 def write_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Write the report of ``run_dir`` into ``out`` (default ``RUN_DIR/report``); return the paths."""
     from intrinsic_robustness.report.data import collect
-    from intrinsic_robustness.report.flags import all_flags
-    from intrinsic_robustness.report.render import html_page, markdown
     from intrinsic_robustness.storage import read_json
 
     layout = RunLayout(Path(run_dir))
     out_dir = Path(out) if out is not None else layout.report_dir
     settings = read_json(layout.config_file)["report"] if layout.config_file.is_file() else {}
     report = collect(layout.root)
+    return _write(report, layout, out_dir, settings)
+
+
+def refresh_report(report_json: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                   confidence: float | None = None) -> dict[str, Path]:
+    """Re-derive a report.json written earlier (see :mod:`.refresh`) and re-render it, beside it by default.
+
+    Figures that need the run directory (samples, adversarial examples) are kept as they are.
+    """
+    from intrinsic_robustness.report.data import FORMAT
+    from intrinsic_robustness.report.refresh import refresh
+    from intrinsic_robustness.storage import read_versioned
+
+    path = Path(report_json)
+    out_dir = Path(out) if out is not None else path.parent
+    report = refresh(read_versioned(path, FORMAT), confidence)
+    kept = {k: v for k, v in (report.get("figures") or {}).items() if (out_dir / v).is_file()}
+    return _write(report, RunLayout(path.parent), out_dir, {}, kept)
+
+
+def _write(report: dict[str, Any], layout: RunLayout, out_dir: Path, settings: dict[str, Any],
+           kept: dict[str, str] | None = None) -> dict[str, Path]:
+    from intrinsic_robustness.report.flags import all_flags
+    from intrinsic_robustness.report.render import html_page, markdown
+
     report["flags"] = all_flags(report, settings.get("tolerance", 0.0))
     images = _figures(layout, report, settings)
-    paths: dict[str, Path] = {}
-    files: dict[str, str] = {}
+    paths: dict[str, Path] = {k: out_dir / v for k, v in (kept or {}).items() if k not in images}
+    files: dict[str, str] = {k: v for k, v in (kept or {}).items() if k not in images}
+    images.update({k: (out_dir / v).read_bytes() for k, v in files.items()})
     for name, png in images.items():
+        if name in files:
+            continue
         path = out_dir / f"{name}.png"
         with atomic_path(path) as tmp:
             tmp.write_bytes(png)

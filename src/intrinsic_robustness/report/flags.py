@@ -68,15 +68,15 @@ def eps_beyond_radius(report: dict[str, Any]) -> list[dict[str, Any]]:
     """eps values above min_y L_y * r, where the theorems' side condition fails."""
     flags = []
     for method, lip in report["lipschitz"].items():
-        over = [e for e in report["eps"] if e > lip["max_eps"]]
+        over = [e for e in report["eps"] if e > lip["eps_limit"]]
         if over:
             flags.append(
                 {
                     "kind": "eps_beyond_lr",
                     "lipschitz": method,
                     "eps": over,
-                    "limit": lip["max_eps"],
-                    "message": f"eps {over} exceed min_y L_y r = {lip['max_eps']:.3g} ({method}): the "
+                    "limit": lip["eps_limit"],
+                    "message": f"eps {over} exceed min_y L_y r = {lip['eps_limit']:.3g} ({method}): the "
                     "bound's side condition eps <= L r does not hold there",
                 }
             )
@@ -129,11 +129,36 @@ def low_fidelity(report: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+NEAR_CHANCE = 0.25  # fraction of the way from chance (1/k) to perfect accuracy below which a model is "near chance"
+
+
+def near_chance(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Classifiers whose clean accuracy is near chance: their robust figures say nothing about robust training."""
+    k = int(report.get("num_classes") or 0)
+    if k < 2:
+        return []
+    limit = 1.0 / k + NEAR_CHANCE * (1.0 - 1.0 / k)
+    out = []
+    for c in report["classifiers"]:
+        acc = c.get("natural_accuracy")
+        if c.get("missing") or acc is None or acc >= limit:
+            continue
+        out.append({"kind": "near_chance", "classifier": c["name"], "natural_accuracy": acc, "threshold": limit,
+                    "message": f"{c['name']}: clean accuracy {acc:.3f} is near chance ({1.0 / k:.2f} for {k} "
+                    f"classes; flagged below {limit:.3f}): the model did not train, so its robust and certified "
+                    "accuracies and its gap to the bound are not findings about robust training"})
+    return out
+
+
 def all_flags(report: dict[str, Any], tolerance: float = 0.0) -> list[dict[str, Any]]:
+    from intrinsic_robustness.report.concentration import concentration_above_bound
+
     return (
-        robust_above_bound(report, tolerance)
+        near_chance(report)
+        + robust_above_bound(report, tolerance)
         + norm_order(report)
         + eps_beyond_radius(report)
         + weak_attack(report, tolerance)
         + low_fidelity(report)
+        + concentration_above_bound(report)
     )

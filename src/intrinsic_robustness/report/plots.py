@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from intrinsic_robustness.pipeline.layout import RunLayout
+from intrinsic_robustness.layout import RunLayout
 from intrinsic_robustness.registry import Registry
 from intrinsic_robustness.report.data import norms_array
-from intrinsic_robustness.threat import NORM_TOL, THREATS
+from intrinsic_robustness.threat import THREATS, survives
 
 MARKERS = {"unconstrained": "o", "in-distribution": "s", "certified": "^"}
 LINESTYLES = {"per_class": "-", "overall": "--"}
@@ -52,16 +52,21 @@ def bound_vs_risk(report: dict[str, Any]) -> bytes:
     risk = np.array(report["intrinsic"]["risk"])
     keep = risk <= x_max + 1e-12
     colors = _colors(len(classifiers))
+    faint = _near_chance(report)
     for ax, e in zip(axes.flat, eps, strict=False):
         key = f"{e:g}"
         for method, conds in report["intrinsic"]["curves"].items():
             style = _method_style(report, method)
             for cond, table in conds.items():
+                kind = "bound" if style["certificate"] else "estimate"
                 ax.plot(risk[keep], np.array(table[key])[keep], ls=LINESTYLES.get(cond, ":"),
-                        label=f"bound, {cond} ({method} L{', certificate' if style['certificate'] else ''})",
+                        label=f"{kind}, {cond} ({method} L)",
                         color=style["color"], alpha=style["alpha"], lw=style["lw"])
         for color, c in zip(colors, classifiers, strict=True):
-            _classifier_points(ax, c, key, color)
+            _classifier_points(ax, c, key, color, c["name"] in faint)
+        from intrinsic_robustness.report.concentration import draw_concentration
+
+        draw_concentration(ax, report, key)  # nothing without a [concentration] section
         ax.set(
             title=f"eps = {e:g}",
             xlabel="risk (natural error)",
@@ -72,7 +77,7 @@ def bound_vs_risk(report: dict[str, Any]) -> bytes:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(eps) :]:
         ax.axis("off")
-    handles, labels = _legend_entries(axes.flat[0], classifiers, colors)
+    handles, labels = _legend_entries(axes.flat[0], classifiers, colors, faint)
     fig.legend(
         handles,
         labels,
@@ -100,35 +105,63 @@ def _method_style(report: dict[str, Any], method: str) -> dict[str, Any]:
     return {"color": ESTIMATE_GREYS[i % len(ESTIMATE_GREYS)], "alpha": 1.0, "lw": 1.3, "certificate": False}
 
 
-def _classifier_points(ax: Any, c: dict[str, Any], key: str, color: Any) -> None:
+def _near_chance(report: dict[str, Any]) -> set[str]:
+    """Names of classifiers flagged near chance: drawn hollow and faint, apart from the trained ones."""
+    from intrinsic_robustness.report.flags import near_chance
+
+    return {f["classifier"] for f in near_chance(report)}
+
+
+def _point(ax: Any, x: float, y: float, ci: list[float] | None, marker: str, color: Any, faint: bool) -> None:
+    """One measured accuracy with its 95% interval as a vertical bar."""
+    if ci:
+        ax.errorbar([x], [y], yerr=[[y - ci[0]], [ci[1] - y]], fmt="none", ecolor=color, elinewidth=1,
+                    capsize=2, alpha=0.4 if faint else 0.8, zorder=2)
+    ax.scatter([x], [y], marker=marker, facecolors="none" if faint else color, edgecolors=color if faint else "black",
+               alpha=0.5 if faint else 1.0, zorder=3, s=36)
+
+
+def _classifier_points(ax: Any, c: dict[str, Any], key: str, color: Any, faint: bool = False) -> None:
     x = c["natural_error"]
+    cis = c.get("robust_accuracy_ci") or {}
     for threat, acc in c["robust_accuracy"].items():
         if key in acc:
-            ax.scatter([x], [acc[key]], marker=MARKERS[threat], color=color, edgecolor="black", zorder=3, s=36)
+            _point(ax, x, acc[key], (cis.get(threat) or {}).get(key), MARKERS[threat], color, faint)
     if c.get("certified_accuracy") and key in c["certified_accuracy"]:
-        ax.scatter([x], [c["certified_accuracy"][key]], marker="^", color=color, edgecolor="black", zorder=3, s=36)
+        ci = (c.get("certified_accuracy_ci") or {}).get(key)
+        _point(ax, x, c["certified_accuracy"][key], ci, "^", color, faint)
     for table in (c.get("bound") or {}).values():
         if key in table:
             ax.scatter([x], [table[key]], marker="*", color=color, edgecolor="black", s=110, zorder=4)
             break
 
 
-def _legend_entries(ax: Any, classifiers: list[dict[str, Any]], colors: list[Any]) -> tuple[list[Any], list[str]]:
+def _legend_entries(ax: Any, classifiers: list[dict[str, Any]], colors: list[Any],
+                    faint: set[str] = frozenset()) -> tuple[list[Any], list[str]]:
     from matplotlib.lines import Line2D
 
     handles, labels = ax.get_legend_handles_labels()
     for color, c in zip(colors, classifiers, strict=True):
-        handles.append(Line2D([], [], marker="o", ls="", color=color))
-        labels.append(f"{c['name']} ({c['method']})")
+        hollow = c["name"] in faint
+        handles.append(Line2D([], [], marker="o", ls="", color=color, markerfacecolor="none" if hollow else color))
+        labels.append(f"{c['name']} ({c['method']}){', near chance' if hollow else ''}")
     for name, marker in (
         ("unconstrained", "o"),
         ("in-distribution", "s"),
         ("certified", "^"),
-        ("own T1 bound", "*"),
+        ("own T1 (bound or estimate, as its L)", "*"),
     ):
         handles.append(Line2D([], [], marker=marker, ls="", color="white", markeredgecolor="black"))
         labels.append(name)
     return handles, labels
+
+
+def _band(fraction: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise 95% Clopper-Pearson band of a robust-accuracy curve measured on n points."""
+    from intrinsic_robustness.stats import clopper_pearson
+
+    bounds = [clopper_pearson(int(round(f * n)), n) for f in fraction]
+    return np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
 
 
 def robust_vs_eps(report: dict[str, Any]) -> bytes:
@@ -138,11 +171,14 @@ def robust_vs_eps(report: dict[str, Any]) -> bytes:
     eps = np.array(report["eps"])
     grid = np.linspace(0.0, float(eps.max()) * 1.05, 200)
     fig, axes = plt.subplots(1, len(classifiers), figsize=(4.2 * len(classifiers), 3.5), squeeze=False)
+    faint = _near_chance(report)
     for ax, c in zip(axes.flat, classifiers, strict=True):
         for threat, norms in c["min_norms"].items():
             arr = norms_array(norms)
-            robust = (arr[None, :] > grid[:, None] + NORM_TOL).mean(1)
-            line = ax.plot(grid, robust, label=f"{threat} (min norms)")[0]
+            robust = survives(arr[None, :], grid[:, None]).mean(1)
+            line = ax.plot(grid, robust, label=f"{threat} (min norms, n = {arr.size}, 95% band)")[0]
+            low, high = _band(robust, arr.size)
+            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15, lw=0)
             pts = c["robust_accuracy"].get(threat, {})
             ax.scatter(
                 [float(k) for k in pts],
@@ -153,14 +189,18 @@ def robust_vs_eps(report: dict[str, Any]) -> bytes:
                 zorder=3,
             )
         if c.get("certified_accuracy"):
-            cert = c["certified_accuracy"]
-            ax.plot([float(k) for k in cert], list(cert.values()), marker="^", label="certified")
+            cert, cis = c["certified_accuracy"], c.get("certified_accuracy_ci") or {}
+            ys = list(cert.values())
+            err = [[y - (cis.get(k) or [y, y])[0] for k, y in cert.items()],
+                   [(cis.get(k) or [y, y])[1] - y for k, y in cert.items()]]
+            ax.errorbar([float(k) for k in cert], ys, yerr=err, marker="^", capsize=2, label="certified (95% CI)")
         for method, table in (c.get("bound") or {}).items():
             style = _method_style(report, method)
+            kind = "bound" if style["certificate"] else "estimate"
             ax.plot([float(k) for k in table], list(table.values()), ls="--", color=style["color"],
-                    lw=style["lw"] * 0.8, label=f"T1 bound ({method} L)")
+                    lw=style["lw"] * 0.8, label=f"T1 {kind} ({method} L)")
         ax.set(
-            title=f"{c['name']} ({c['method']})",
+            title=f"{c['name']} ({c['method']}){', near chance' if c['name'] in faint else ''}",
             xlabel="eps (L2, [0,1] pixels)",
             ylabel="robust accuracy",
             ylim=(-0.02, 1.02),
@@ -296,7 +336,9 @@ FIGURES.register(
     caption="Intrinsic-robustness bound against risk at each eps (solid: every class's error >= risk, T2; "
     "dashed: only the overall risk >= risk, exact worst case). Markers: each classifier at its natural error "
     "with its measured robust accuracy (circle unconstrained, square in-distribution, triangle certified) and "
-    "its own T1 bound (star).",
+    "its own T1 bound (star). With a [concentration] section: the concentration estimate from real (plus) and "
+    "generated (cross) samples, 1 - held-out adversarial risk at the held-out risk of the fitted region, with its "
+    "95% interval: an estimate from samples, not a bound.",
 )
 FIGURES.register(
     "robust_vs_eps",

@@ -6,6 +6,8 @@ import base64
 import html
 from typing import Any
 
+from intrinsic_robustness.report.concentration import WHAT, concentration_rows
+
 
 def _caption(name: str) -> str:
     from intrinsic_robustness.report.plots import FIGURES
@@ -18,35 +20,68 @@ def _f(value: Any) -> str:
 
 
 def classifier_rows(
-    c: dict[str, Any], eps: list[float], limits: dict[str, float] | None = None
+    c: dict[str, Any], eps: list[float], limits: dict[str, float] | None = None,
+    certified: dict[str, bool] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    """One row per eps: measured robust accuracies, the T1 bound per Lipschitz method, and the gap.
+    """One row per eps: measured robust accuracies with 95% intervals, T1 per Lipschitz method, and the gap.
 
-    A bound at an eps beyond its estimate's min_y L_y r (side condition fails) is marked with ``*``.
+    T1 is a bound only under a certified L (``certified[m]``), otherwise an estimate. An eps beyond min_y L_y r
+    (side condition fails) is marked ``*``; "(trivial)" where T1 is clipped at clean accuracy in every class.
     """
+    from intrinsic_robustness.threat import eps_key
+
     limits = limits or {}
+    certified = certified or {}
     methods = list(c.get("bound") or {})
-    head = ["eps", "unconstrained", "in-distribution", "certified"]
-    head += [f"T1 bound ({m})" for m in methods] + [f"gap ({m})" for m in methods]
+    head = ["eps", "unconstrained (95% CI)", "in-distribution (95% CI)", "certified (95% CI)"]
+    head += [f"T1 {'bound' if certified.get(m) else 'estimate'} ({m})" for m in methods]
+    head += [f"gap ({m})" for m in methods]
     rows = []
+    trivial = c.get("bound_trivial") or {}
+    ci = c.get("robust_accuracy_ci") or {}
+    cert_ci = c.get("certified_accuracy_ci") or {}
     for e in eps:
-        k = f"{e:g}"
+        k = eps_key(e)
         acc = c["robust_accuracy"]
         best = [acc[t][k] for t in acc if k in acc[t]]
         row = [
             k,
-            _f(acc.get("unconstrained", {}).get(k)),
-            _f(acc.get("in-distribution", {}).get(k)),
-            _f((c.get("certified_accuracy") or {}).get(k)),
+            _ci(acc.get("unconstrained", {}).get(k), ci.get("unconstrained", {}).get(k)),
+            _ci(acc.get("in-distribution", {}).get(k), ci.get("in-distribution", {}).get(k)),
+            _ci((c.get("certified_accuracy") or {}).get(k), cert_ci.get(k)),
         ]
-        row += [_f(c["bound"][m].get(k)) + ("*" if e > limits.get(m, float("inf")) else "") for m in methods]
+        row += [_f(c["bound"][m].get(k)) + ("*" if e > limits.get(m, float("inf")) else "")
+                + (" (trivial)" if trivial.get(m, {}).get(k) else "") for m in methods]
         row += [_f(c["bound"][m][k] - max(best)) if best and k in c["bound"][m] else "-" for m in methods]
         rows.append(row)
     return head, rows
 
 
 def _limits(report: dict[str, Any]) -> dict[str, float]:
-    return {m: lip["max_eps"] for m, lip in report["lipschitz"].items()}
+    return {m: lip["eps_limit"] for m, lip in report["lipschitz"].items()}
+
+
+def _certified(report: dict[str, Any]) -> dict[str, bool]:
+    """Per method, whether its L makes T1 a bound: certified values whose slack holds (a certificate)."""
+    return {m: bool(lip.get("certificate", lip.get("certified"))) for m, lip in report["lipschitz"].items()}
+
+
+def _ci(value: Any, interval: list[float] | None) -> str:
+    if value is None:
+        return "-"
+    return _f(value) if not interval else f"{float(value):.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def comparison_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Exact McNemar p-values between classifiers on the same points, one row per pair and threat."""
+    table: dict[tuple[str, str, str], dict[str, float]] = {}
+    for t in report.get("comparisons") or []:
+        table.setdefault((t["a"], t["b"], t["threat"]), {})[t["eps"]] = t["p_value"]
+    if not table:
+        return [], []
+    keys = list(next(iter(table.values())))
+    head = ["a", "b", "threat", *(f"p at eps {k}" for k in keys)]
+    return head, [[a, b, th, *(f"{v[k]:.3g}" if k in v else "-" for k in keys)] for (a, b, th), v in table.items()]
 
 
 def _summary(report: dict[str, Any]) -> list[str]:
@@ -57,10 +92,16 @@ def _summary(report: dict[str, Any]) -> list[str]:
         f"of shape {report['dataset']['image_shape']}",
         f"generator: {gen['source']}, fidelity {_f(gen.get('fidelity'))}",
     ]
+    if gen.get("frechet_distance") is not None:
+        ref, n = gen.get("real_reference") or {}, gen.get("distribution_samples_per_class") or []
+        lines.append(f"distribution fidelity vs real test images (reference-CNN features, {min(n, default=0)}+ per "
+                     f"class): Frechet distance {_f(gen['frechet_distance'])}, precision {_f(gen.get('precision'))}, "
+                     f"recall {_f(gen.get('recall'))}; real train sample of the same size: "
+                     f"{_f(ref.get('frechet_distance'))}, {_f(ref.get('precision'))}, {_f(ref.get('recall'))}")
     for method, lip in report["lipschitz"].items():
         values = ", ".join(f"{v:.3g}" for v in lip["lipschitz"])
         basis = lip.get("basis") or f"{method} {lip['percentile']}, radius {lip['radius']:g} (estimate from below)"
-        lines.append(f"Lipschitz {method}: {values}; eps limit min L r = {lip['max_eps']:.3g}. {basis}")
+        lines.append(f"Lipschitz {method}: {values}; eps limit min L r = {lip['eps_limit']:.3g}. {basis}")
     return lines
 
 
@@ -73,9 +114,19 @@ def bracket_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["class", *(f"{m} ({report['lipschitz'][m]['percentile']})" for m in methods)]
     rows = [[str(k), *(f"{bracket['values'][m][k]:.3g}" for m in methods)] for k in range(report["num_classes"])]
     ratios = bracket.get("ratio_to_gradient") or {}
-    rows.append(["x gradient (median, max over anchors)",
+    rows.append([f"x {bracket.get('reference') or 'reference'} (median, max over anchors)",
                  *(f"{ratios[m]['median']:.2f}, {ratios[m]['max']:.2f}" if m in ratios else "-" for m in methods)])
     return head, rows
+
+
+def real_line(c: dict[str, Any]) -> str:
+    """One sentence: the classifier on real test images (unconstrained), beside its generated-data table."""
+    real = c["real"]
+    accs = ", ".join(f"{k} {_f(v)}" for k, v in real["robust_accuracy"].items())
+    cert = real.get("certified_accuracy")
+    more = "" if not cert else "; certified " + ", ".join(f"{k} {_f(v)}" for k, v in cert.items())
+    return (f"On n = {real['n']} real test images (unconstrained; trained on {c.get('data', 'generated')} data): "
+            f"natural accuracy {_f(real['natural_accuracy'])}; robust accuracy at eps {accs}{more}")
 
 
 def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
@@ -99,9 +150,20 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
             "* marks an eps beyond min L r, where the bound's side condition fails"
         )
         out.append("")
-        head, rows = classifier_rows(c, report["eps"], _limits(report))
+        head, rows = classifier_rows(c, report["eps"], _limits(report), _certified(report))
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(r) + " |" for r in rows]
+        if c.get("real"):
+            out += ["", real_line(c)]
+    head, rows = comparison_rows(report)
+    if rows:
+        out += ["", "## Comparisons", "", "Exact McNemar p-values for robust-or-not on the same test points (small: "
+                "the two classifiers really differ; large: the difference is within sampling noise).", ""]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+    head, rows = concentration_rows(report)
+    if rows:
+        out += ["", "## Concentration from data", "", WHAT, ""]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", "## Figures", ""]
     for name, file in figures.items():
         out += [f"![{name}]({file})", "", _caption(name), ""]
@@ -148,7 +210,15 @@ def html_page(report: dict[str, Any], images: dict[str, bytes]) -> str:
             "gap = T1 bound - best measured robust accuracy; * marks an eps beyond min L r, where the "
             "bound's side condition fails.</p>"
         )
-        parts.append(_table(*classifier_rows(c, report["eps"], _limits(report))))
+        parts.append(_table(*classifier_rows(c, report["eps"], _limits(report), _certified(report))))
+        if c.get("real"):
+            parts.append(f"<p>{esc(real_line(c))}</p>")
+    head, rows = comparison_rows(report)
+    if rows:
+        parts.append("<h2>Comparisons (exact McNemar p-values, same test points)</h2>" + _table(head, rows))
+    head, rows = concentration_rows(report)
+    if rows:
+        parts.append(f"<h2>Concentration from data</h2><p>{esc(WHAT)}</p>" + _table(head, rows))
     parts.append("<h2>Figures</h2>")
     for name, png in images.items():
         data = base64.b64encode(png).decode("ascii")

@@ -30,15 +30,15 @@ from torch import nn
 
 from intrinsic_robustness.distributed import all_reduce_sum_, broadcast_, collect, main_only, rank, share, world_size
 from intrinsic_robustness.errors import UserInputError
-from intrinsic_robustness.hashing import canonical_hash
+from intrinsic_robustness.hashing import canonical_hash, tensor_digest
 from intrinsic_robustness.models import build_architecture, save_classifier
 from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.progress import advance, task
-from intrinsic_robustness.runtime import derive_seed, make_generator, resolve_device
-from intrinsic_robustness.storage import read_json, write_json, write_text
+from intrinsic_robustness.runtime import derive_seed, make_generator, resolve_device, seeded
+from intrinsic_robustness.storage import read_json, set_aside_if_damaged, write_json, write_text
 from intrinsic_robustness.training.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from intrinsic_robustness.training.objectives import METHODS, pgd_l2
-from intrinsic_robustness.training.schedule import Recipe, eps_at, lr_at, paper_recipe, scaled_ramp
+from intrinsic_robustness.training.objectives import METHODS, paper_recipe, pgd_l2
+from intrinsic_robustness.training.schedule import Recipe, eps_at_step, lr_at, warmup_factor
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +68,32 @@ def dataset_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
     return x, y, max(k, int(y.max()) + 1)
 
 
+_FRACTIONS = {"ramp": (0.0, 1.0), "warmup": (0.0, 1.0), "clean_weight": (0.0, 0.999)}
+
+
 def _recipe(method: str, shape: tuple[int, ...], **overrides: Any) -> Recipe:
-    base = paper_recipe(method, shape)
-    chosen = {k: v for k, v in overrides.items() if v is not None and not (k == "arch" and v == "auto")}
-    for key in ("epochs", "batch_size", "num_steps"):
-        if key in chosen and int(chosen[key]) < (0 if key == "num_steps" else 1):
-            raise UserInputError(f"--{key.replace('_', '-')} {chosen[key]}: must be a positive integer")
-    for key in ("lr", "eps", "step_size"):
-        if key in chosen and not float(chosen[key]) > 0:
-            raise UserInputError(f"--{key.replace('_', '-')} {chosen[key]}: must be positive")
-    recipe = replace(base, **chosen)
-    if method == "standard":
-        recipe = replace(recipe, eps=None)
-    if recipe.ramp_epochs:
-        recipe = replace(recipe, ramp_epochs=scaled_ramp(base, recipe.epochs))
+    recipe = replace(paper_recipe(method, shape), **_checked(overrides))
+    if not METHODS.info(method)["adversarial"]:  # a method without a training eps (e.g. standard)
+        recipe = replace(recipe, eps=None, ramp=0.0)
+    elif recipe.eps is not None and not 0 <= recipe.eps_start <= recipe.eps:
+        raise UserInputError(f"--eps-start {recipe.eps_start}: must lie between 0 and the training eps {recipe.eps}")
     return recipe
+
+
+def _checked(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The options actually given, each checked: one line naming the flag when a value makes no sense."""
+    chosen = {k: v for k, v in overrides.items() if v is not None and not (k == "arch" and v == "auto")}
+    for key, value in chosen.items():
+        flag = f"--{key.replace('_', '-')} {value}"
+        if key in ("epochs", "batch_size", "num_steps") and int(value) < (0 if key == "num_steps" else 1):
+            raise UserInputError(f"{flag}: must be a positive integer")
+        if key in ("lr", "eps", "step_size", "clip_norm") and not float(value) > 0:
+            raise UserInputError(f"{flag}: must be positive")
+        if key in _FRACTIONS and not _FRACTIONS[key][0] <= float(value) <= _FRACTIONS[key][1]:
+            raise UserInputError(f"{flag}: must be a fraction in [{_FRACTIONS[key][0]}, {_FRACTIONS[key][1]}]")
+        if key == "eps_start" and not float(value) >= 0:
+            raise UserInputError(f"{flag}: must be non-negative")
+    return chosen
 
 
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -101,7 +112,7 @@ def _prepare_out(out: Path, settings: dict[str, Any], force: bool) -> bool:
         raise UserInputError(f"{out} already holds a finished classifier; pass --force to retrain it or choose "
                              "another --out")
     ckpt = out / "checkpoint.safetensors"
-    if not ckpt.is_file():
+    if not ckpt.is_file() or set_aside_if_damaged(ckpt, "the training checkpoint"):  # damaged: train afresh
         return False
     saved = read_json(out / "train.json") if (out / "train.json").is_file() else {}
     if saved != settings or read_checkpoint_meta(ckpt).get("fingerprint") != settings["fingerprint"]:
@@ -113,30 +124,35 @@ def _prepare_out(out: Path, settings: dict[str, Any], force: bool) -> bool:
 
 def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                recipe: Recipe, epoch: int, seed: int, handle: object) -> float:
-    """One pass over (x, y) in a seeded order; returns the mean training objective."""
+    """One pass over (x, y) in a seeded order; returns the mean training objective.
+
+    eps and the learning-rate warm-up follow the global optimizer step (``epoch * batches + batch``), so a
+    run resumed at an epoch boundary continues exactly where it stopped."""
     objective = METHODS.get(recipe.method)
-    eps = eps_at(epoch, recipe)
-    for group in opt.param_groups:
-        group["lr"] = lr_at(epoch, recipe.epochs, recipe.lr)
+    per_epoch = -(-len(y) // recipe.batch_size)
+    total_steps, lr = recipe.epochs * per_epoch, lr_at(epoch, recipe.epochs, recipe.lr)
     order = torch.randperm(len(y), generator=make_generator(derive_seed(seed, "shuffle", epoch)))
     own = () if world_size() == 1 else (rank(),)  # a rank's own draws; a single process keeps its old names
     gen = make_generator(derive_seed(seed, "attack", epoch, *own), x.device)
-    devices = [x.device] if x.device.type == "cuda" else []
     total, count = 0.0, 0
     model.train()
-    with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed it per epoch
-        torch.manual_seed(derive_seed(seed, "dropout", epoch, *own))
-        for start in range(0, len(y), recipe.batch_size):
+    with seeded(derive_seed(seed, "dropout", epoch, *own), x.device):  # dropout draws from the global RNG
+        for batch, start in enumerate(range(0, len(y), recipe.batch_size)):
+            step = epoch * per_epoch + batch
             idx, weight = _my_rows(order[start:start + recipe.batch_size])
             idx = idx.to(x.device)
             xb, yb = x[idx], y[idx]
-            loss = objective(model, xb, yb, recipe, eps, gen)
+            loss = objective(model, xb, yb, recipe, eps_at_step(step, total_steps, recipe), gen)
             opt.zero_grad(set_to_none=True)
             if own:
                 (loss * weight).backward()
                 _sum_gradients(model)
             else:
                 loss.backward()
+            if recipe.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
+            for group in opt.param_groups:
+                group["lr"] = lr * warmup_factor(step, total_steps, recipe)
             opt.step()
             broadcast_(list(model.buffers()))  # replicas keep rank 0's buffers (a no-op for one process)
             total += float(loss.detach()) * len(yb) * (weight > 0)
@@ -202,8 +218,7 @@ def _split(n: int, holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _build(arch: str, num_classes: int, shape: tuple[int, ...], seed: int, device: torch.device) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):  # layer initialisers draw from the global RNG
-        torch.manual_seed(derive_seed(seed, "init"))
+    with seeded(derive_seed(seed, "init")):  # layer initialisers draw from the global RNG
         model = build_architecture(arch, num_classes, shape)
     return model.to(device)
 
@@ -216,7 +231,7 @@ def _settings(recipe: Recipe, seed: int, holdout: int, eval_eps: float | None, e
     eval_eps = float(eval_eps if eval_eps is not None else (recipe.eps if recipe.eps is not None else 3.0))
     settings = {"recipe": recipe.to_dict(), "seed": int(seed), "holdout": holdout, "eval_eps": eval_eps,
                 "eval_steps": int(eval_steps), "n": len(y), "num_classes": num_classes,
-                "image_shape": list(x.shape[1:]), "data_checksum": float(x.double().sum()) + float(y.sum())}
+                "image_shape": list(x.shape[1:]), "data_digest": tensor_digest(x, y)}
     if world_size() > 1:  # data-parallel runs are deterministic for one world size: resume only with it
         settings["world_size"] = world_size()
     settings["fingerprint"] = canonical_hash(settings)[:16]
@@ -245,7 +260,9 @@ def _end_epoch(model: nn.Module, opt: torch.optim.Optimizer, held: tuple[torch.T
     """Held-out check, checkpoint and history line after ``epoch`` (rank 0's job in a torchrun job)."""
     eval_eps = settings["eval_eps"]
     clean, adv = held_out_errors(model, *held, eval_eps, settings["eval_steps"], settings["seed"])
-    record = {"epoch": epoch + 1, "lr": lr_at(epoch, recipe.epochs, recipe.lr), "eps": eps_at(epoch, recipe),
+    per_epoch = -(-(settings["n"] - settings["holdout"]) // recipe.batch_size)
+    last_eps = eps_at_step((epoch + 1) * per_epoch - 1, recipe.epochs * per_epoch, recipe)
+    record = {"epoch": epoch + 1, "lr": lr_at(epoch, recipe.epochs, recipe.lr), "eps": last_eps,
               "loss": measured["loss"], "clean_error": clean, "adv_error": adv, "adv_eps": eval_eps,
               "seconds": measured["seconds"]}
     save_checkpoint(out / "checkpoint.safetensors", model, opt, epoch + 1, settings["fingerprint"])
@@ -257,10 +274,13 @@ def fit(train_data: Any, method: str, arch: str = "auto", eps: float | None = No
         batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str | torch.device = "cpu",
         out: str | os.PathLike[str] | None = None, force: bool = False, holdout: int | None = None,
         num_steps: int | None = None, step_size: float | None = None, beta: float | None = None,
-        eval_eps: float | None = None, eval_steps: int = 20) -> Path:
+        eval_eps: float | None = None, eval_steps: int = 20, ramp: float | None = None,
+        warmup: float | None = None, clip_norm: float | None = None, clean_weight: float | None = None,
+        eps_start: float | None = None) -> Path:
     """Train a classifier with ``method`` (standard, pgd, trades, certified) and save it into ``out``.
 
-    Unset options take the paper's recipe for the image size (see ``schedule.paper_recipe``). ``holdout``
+    Unset options take the paper's recipe for the image size (see ``objectives.paper_recipe``); ``ramp``,
+    ``warmup``, ``clip_norm``, ``clean_weight`` and ``eps_start`` are the stabilisers of ``schedule``. ``holdout``
     training images (default min(500, N/10)) are kept aside to log clean and PGD error (at ``eval_eps``,
     default the training eps, else 3.0) after every epoch. Resumes from ``out``'s checkpoint when the
     settings match; refuses to replace a finished model unless ``force``.
@@ -271,16 +291,18 @@ def fit(train_data: Any, method: str, arch: str = "auto", eps: float | None = No
     dev = resolve_device(device)
     x_all, y_all, num_classes = dataset_tensors(train_data)
     shape = tuple(int(s) for s in x_all.shape[1:])
+    method = METHODS.canonical(method)
     recipe = _recipe(method, shape, arch=arch, eps=eps, epochs=epochs, batch_size=batch_size, lr=lr,
-                     num_steps=num_steps, step_size=step_size, beta=beta)
+                     num_steps=num_steps, step_size=step_size, beta=beta, ramp=ramp, warmup=warmup,
+                     clip_norm=clip_norm, clean_weight=clean_weight, eps_start=eps_start)
     holdout = min(500, len(y_all) // 10) if holdout is None else int(holdout)
     settings = _settings(recipe, seed, holdout, eval_eps, eval_steps, x_all, y_all, num_classes)
     train_idx, hold_idx = _split(len(y_all), holdout, seed)
     model = _build(recipe.arch, num_classes, shape, seed, dev)
-    if method == "certified":
+    if METHODS.info(method)["certified"]:
         from intrinsic_robustness.certify import check_certifiable
 
-        check_certifiable(model)
+        check_certifiable(model, shape)
     opt = _optimizer(model, recipe)
     resume = main_only(_prepare_out, out, settings, force)  # torchrun: rank 0 writes, every rank reads
     done = load_checkpoint(out / "checkpoint.safetensors", model, opt, dev) if resume else 0

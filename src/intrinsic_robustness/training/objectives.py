@@ -8,8 +8,8 @@ adversarial search. The L2 geometry (normalised steps, projection, uniform rando
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +18,13 @@ from torch import nn
 from intrinsic_robustness.modes import frozen
 from intrinsic_robustness.registry import Registry
 from intrinsic_robustness.threat import clip_box, normalized_step, project_l2, uniform_ball
-
-if TYPE_CHECKING:
-    from intrinsic_robustness.training.schedule import Recipe
+from intrinsic_robustness.training.schedule import (
+    Recipe,
+    certified_recipe,
+    pgd_recipe,
+    standard_recipe,
+    trades_recipe,
+)
 
 
 def _ascend(model: nn.Module, x: torch.Tensor, start: torch.Tensor, eps: float, num_steps: int,
@@ -82,16 +86,36 @@ def trades_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
 
 def certified_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, eps: float | None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """Wong & Kolter's robust cross-entropy on the LP-relaxation dual bound (L2, random projections)."""
+    """Wong & Kolter's robust cross-entropy on the LP-relaxation dual bound (L2, random projections), mixed
+    with ``recipe.clean_weight`` of clean cross-entropy (0, the paper's, is the robust loss alone)."""
     from intrinsic_robustness.certify import dual_bound_loss
 
-    return dual_bound_loss(model, x, y, float(eps), proj=recipe.proj, generator=generator)
+    robust = dual_bound_loss(model, x, y, float(eps), proj=recipe.proj, generator=generator)
+    if recipe.clean_weight <= 0:
+        return robust
+    return recipe.clean_weight * F.cross_entropy(model(x), y) + (1 - recipe.clean_weight) * robust
 
 
-# The training methods: a new one is an objective function above and one registration here (plus its
-# paper recipe in ``schedule.paper_recipe``).
+# The training methods: a new one is an objective function above and one registration here, which carries
+# every fact about it: ``recipe`` (image shape -> the paper's Recipe, see ``schedule``), ``adversarial``
+# (trains against an eps: the run has a training eps) and ``certified`` (its models get certified radii: the
+# architecture must admit the dual bound, and evaluation reports certified accuracy).
 METHODS: Registry[Callable[..., torch.Tensor]] = Registry("training method")
-METHODS.register("standard", standard_loss, label="standard", adversarial=False)
-METHODS.register("pgd", pgd_loss, label="PGD adversarial training", adversarial=True)
-METHODS.register("trades", trades_loss, label="TRADES", adversarial=True)
-METHODS.register("certified", certified_loss, label="certified (LP dual)", adversarial=True)
+METHODS.register("standard", standard_loss, label="standard", adversarial=False, certified=False,
+                 recipe=standard_recipe)
+METHODS.register("pgd", pgd_loss, label="PGD adversarial training", adversarial=True, certified=False,
+                 recipe=pgd_recipe)
+METHODS.register("trades", trades_loss, label="TRADES", adversarial=True, certified=False, recipe=trades_recipe)
+METHODS.register("certified", certified_loss, label="certified (LP dual)", adversarial=True, certified=True,
+                 recipe=certified_recipe)
+
+
+def paper_recipe(method: str, image_shape: Sequence[int]) -> Recipe:
+    """The paper's defaults for ``method`` (a name or alias) on images of ``image_shape`` (C, H, W)."""
+    name = METHODS.canonical(method)
+    return replace(METHODS.info(name)["recipe"](image_shape), method=name)
+
+
+def is_certified_method(method: object) -> bool:
+    """True when ``method`` names a registered method whose models carry certificates (e.g. ``certified``)."""
+    return isinstance(method, str) and method in METHODS and bool(METHODS.info(method).get("certified"))

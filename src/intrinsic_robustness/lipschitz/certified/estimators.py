@@ -24,6 +24,8 @@ class CertifiedGlobalEstimator(Estimator):
     name = "certified-global"
     label = "certified global"
     certified = True
+    global_bound = True
+    bracket = 4
 
     def __init__(self) -> None:
         self._cache: dict[tuple[int, int], float] = {}
@@ -53,6 +55,7 @@ class CertifiedLocalEstimator(Estimator):
     name = "certified-local"
     label = "certified local"
     certified = True
+    bracket = 3
 
     def __init__(self, radius: float | None = None, anchors: int | None = None, steps: int = 4,
                  refine: int = 2) -> None:

@@ -170,6 +170,9 @@ def _module_stack(gen: nn.Module) -> Iterator[list[str]]:
 
 def trace_ops(gen: nn.Module, label: int, device: torch.device) -> tuple[list[Op], Shape]:
     """The recorded operations of decode(., label) (gen must already be in eval mode) and decode's shape."""
+    refusal = getattr(gen, "certified_refusal", None)  # a generator may say why no chain can describe it
+    if isinstance(refusal, str) and refusal:
+        raise UserInputError(f"certified Lipschitz: {refusal}")
     dtype = next((p.dtype for p in gen.parameters()), torch.float32)
     z = torch.zeros(1, int(gen.latent_dim), dtype=dtype, device=device)  # type: ignore[arg-type]
     y = torch.full((1,), int(label), dtype=torch.long, device=device)
