@@ -56,7 +56,7 @@ def per_example(gen: nn.Module, examples: int) -> float:
     from intrinsic_robustness.models.architectures import fidelity_cnn
 
     torch.manual_seed(2)
-    model = fidelity_cnn(10, (1, 28, 28)).eval()
+    model = fidelity_cnn(10, tuple(gen.image_shape)).eval()
     z = torch.randn(examples, int(gen.latent_dim), generator=torch.Generator().manual_seed(3))
     y = torch.stack([_correct_class(gen, model, zi) for zi in z])  # a misclassified point costs nothing
     with torch.no_grad():

@@ -189,3 +189,24 @@ def test_generators_without_double_backward_still_reach_the_closed_form() -> Non
     res = LatentAttack(custom)(model, x, y, z=z)
     ratio = res.norms / exact
     assert (ratio >= 1 - 1e-4).all() and float((ratio <= 1.05).double().mean()) >= 0.95
+
+
+@pytest.mark.parametrize("d", [10, 200])
+def test_jacobian_rows_in_chunks_equal_the_full_jacobian(d):
+    """Large latents (a 784-d flow) are differentiated in chunks of directions; the rows are the same J^T."""
+    from intrinsic_robustness.attacks import latent as latent_module
+
+    class Sigmoid(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(d, 20)
+
+        def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.lin(z)).view(-1, 1, 4, 5)
+
+    torch.manual_seed(0)
+    g = Sigmoid().double()
+    z, y = torch.randn(d, dtype=torch.float64), torch.zeros(1, dtype=torch.long)
+    rows = latent_module._jacobian_rows(g, z, y)
+    full = torch.autograd.functional.jacobian(lambda v: g.decode(v[None], y).flatten(), z)
+    assert rows.shape == (d, 20) and torch.allclose(rows, full.T, atol=1e-10)

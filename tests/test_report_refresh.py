@@ -94,3 +94,17 @@ def test_curve_bands_are_pointwise_clopper_pearson():
     for f, lo, hi in zip(fraction, low, high, strict=True):
         assert (lo, hi) == pytest.approx(clopper_pearson(round(f * 20), 20))
         assert lo <= f <= hi
+
+
+def test_report_says_which_stages_were_redone_and_why(fresh):
+    from intrinsic_robustness.report.render import html_page, markdown
+
+    report = dict(fresh, flags=[], stage_reasons={"classifiers/pgd": "config changed: epochs 1 -> 2"})
+    assert "- `classifiers/pgd`: config changed: epochs 1 -> 2" in markdown(report, {})
+    assert "config changed: epochs 1 -&gt; 2" in html_page(report, {})
+    real = dict(report["classifiers"][1], real={"n": 50, "natural_accuracy": 0.9, "robust_accuracy": {"1": 0.5},
+                                               "certified_accuracy": None, "natural_accuracy_ci": [0.78, 0.97],
+                                               "robust_accuracy_ci": {"1": [0.36, 0.64]}})
+    from intrinsic_robustness.report.render import real_line
+
+    assert "0.900 [0.78, 0.97]" in real_line(real) and "1 0.500 [0.36, 0.64]" in real_line(real)

@@ -4,6 +4,7 @@ same defaults, so notebook and CLI cannot drift.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -11,17 +12,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from intrinsic_robustness.lipschitz.base import DEFAULT_METHOD
-from intrinsic_robustness.pipeline.config import PipelineConfig, load_config
 from intrinsic_robustness.runtime import DEFAULT_DEVICE
 
 if TYPE_CHECKING:
     import torch
 
+    from intrinsic_robustness.bound.result import BoundResult
     from intrinsic_robustness.concentration import ConcentrationResult
     from intrinsic_robustness.evaluation import EvalResult
     from intrinsic_robustness.lipschitz import LipschitzResult
+    from intrinsic_robustness.pipeline.config import PipelineConfig
 
 DEMO_CONFIG = "demo.toml"
+PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
 def demo_config_path() -> Path:
@@ -32,6 +35,8 @@ def demo_config_path() -> Path:
 def resolve_config(path: str | os.PathLike[str], overrides: Sequence[str] = (), device: str | None = None,
                    seed: int | None = None) -> PipelineConfig:
     """Load a config file, apply ``--set`` overrides, then ``--device`` and ``--seed`` if given."""
+    from intrinsic_robustness.pipeline.config import load_config  # lazy: pydantic and the registries (torch)
+
     if device is not None:
         from intrinsic_robustness.pipeline.config import check_device
 
@@ -53,6 +58,7 @@ def run(config: PipelineConfig | str | os.PathLike[str], run_dir: str | os.PathL
     """Run or resume the pipeline; returns the run directory (``runs/<run.name>`` by default).
 
     ``trust_code``: let the config (and the run's own files) name user code (``package.module:factory``)."""
+    from intrinsic_robustness.pipeline.config import PipelineConfig
     from intrinsic_robustness.pipeline.stages import run_pipeline
 
     if not isinstance(config, PipelineConfig):
@@ -76,6 +82,74 @@ def report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None =
     if Path(run_dir).is_file():  # a report.json kept without its run: recompute what derives from its facts
         return main_only(refresh_report, run_dir, out)
     return main_only(write_report, run_dir, out)  # under torchrun rank 0 writes
+
+
+def bound(risk: float | Sequence[float], eps: float | Sequence[float],
+          lipschitz: float | Sequence[float] | None = None, priors: Sequence[float] | None = None,
+          condition: str = "per_class", num_classes: int | None = None, slack: Sequence[float] | None = None,
+          lipschitz_file: str | os.PathLike[str] | None = None, percentile: str = "p99",
+          confidence: float | None = None, plot: str | os.PathLike[str] | None = None) -> BoundResult:
+    """The bound at every (risk, eps) pair, L given or from ``irob lipschitz``'s file; ``plot``: also write
+    the figure (.png/.pdf/.svg). An estimate unless L is certified (``result.kind``)."""
+    from intrinsic_robustness.bound import CONDITIONS
+    from intrinsic_robustness.bound.result import tabulate
+    from intrinsic_robustness.errors import UserInputError
+
+    if condition not in CONDITIONS:
+        raise UserInputError(f"--condition {condition!r} is not one of {', '.join(CONDITIONS)}")
+    if plot is not None:
+        from intrinsic_robustness.storage import check_output
+
+        check_output(plot, "--plot")
+        if Path(plot).suffix.lower() not in PLOT_FORMATS:
+            raise UserInputError(f"--plot {plot}: use a file name ending in {', '.join(PLOT_FORMATS)}")
+    source = _bound_source(lipschitz, slack, lipschitz_file, percentile, confidence)
+    result = tabulate(risk, eps, priors=priors, condition=condition, num_classes=num_classes,
+                      confidence=confidence, **source)
+    if plot is None:
+        return result
+    _write_figure(result.figure()[0], Path(plot))
+    return dataclasses.replace(result, plot=str(plot))
+
+
+def _bound_source(lipschitz: float | Sequence[float] | None, slack: Sequence[float] | None,
+                  lipschitz_file: str | os.PathLike[str] | None, percentile: str,
+                  confidence: float | None) -> dict[str, Any]:
+    """Per-class L, slack, radius, where L came from and what the result rests on (flags or an estimate file)."""
+    from intrinsic_robustness.errors import UserInputError
+
+    if confidence is not None and lipschitz_file is None:
+        raise UserInputError("--confidence needs --lipschitz-file (the per-anchor values it counts)")
+    given = lipschitz is not None and not (isinstance(lipschitz, Sequence) and len(lipschitz) == 0)
+    if lipschitz_file is None:
+        if not given:
+            raise UserInputError("--lipschitz is required (one value, or one per class), or pass --lipschitz-file")
+        return {"lipschitz": lipschitz, "slack": list(slack) if slack else None, "radius": None,
+                "lipschitz_source": "--lipschitz (given)",
+                "basis": "L given on the command line: the bound is only as good as that L", "certificate": False}
+    if given:
+        raise UserInputError("pass either --lipschitz or --lipschitz-file, not both")
+    if slack:
+        raise UserInputError("--slack comes from --lipschitz-file's percentile; do not pass both")
+    from intrinsic_robustness.lipschitz.result import bound_basis
+
+    basis = bound_basis(os.fspath(lipschitz_file), percentile, confidence)
+    return {"lipschitz": [float(v) for v in basis.lipschitz], "slack": [float(v) for v in basis.slack],
+            "radius": float(basis.radius), "lipschitz_source": f"{lipschitz_file} ({basis.method}, {percentile})",
+            "basis": basis.describe(), "certificate": basis.certificate}
+
+
+def _write_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure atomically in the format its suffix names, then close it."""
+    import matplotlib.pyplot as plt
+
+    from intrinsic_robustness.storage import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix[1:].lower(), dpi=130)
+    finally:
+        plt.close(fig)
 
 
 def demo(run_dir: str | os.PathLike[str] = "runs/demo", device: str | None = None, seed: int | None = None,

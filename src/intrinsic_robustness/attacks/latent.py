@@ -84,27 +84,40 @@ def _by_rows(fn, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
     return tuple(out[:n] for out in fn(*padded))
 
 
+# Latent directions differentiated per pass: one pass up to ONE_PASS (the ACGAN's 100), else chunks of
+# JACOBIAN_CHUNK, so a 784-dimensional latent through an ODE sampler stays within memory.
+ONE_PASS = 128
+JACOBIAN_CHUNK = 32
+
+
 def _jacobian_rows(generator: nn.Module, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """J^T of decode(., y) at one latent z [d] as a [d, pixels] matrix (row k = J e_k).
+    """J^T of decode(., y) at one latent z [d] as a [d, pixels] matrix (row k = J e_k), in chunks of directions.
 
     Double backward where the generator supports it, else central differences (a preconditioner needs no more).
     """
     d = z.shape[0]
+    step = d if d <= ONE_PASS else int(getattr(generator, "jacobian_chunk", JACOBIAN_CHUNK))
     eye = torch.eye(d, device=z.device, dtype=z.dtype)
-    zz = z.expand(d, d).clone().requires_grad_(True)
+    return torch.cat([_rows_for(generator, z, y, eye[k:k + step]) for k in range(0, d, step)])
+
+
+def _rows_for(generator: nn.Module, z: torch.Tensor, y: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """J e for each row e of ``directions`` [c, d]."""
+    c = directions.shape[0]
+    zz = z.expand(c, -1).clone().requires_grad_(True)
     try:
         with torch.enable_grad():
-            out = generator.decode(zz, y.expand(d))
+            out = generator.decode(zz, y.expand(c))
             cot = torch.zeros_like(out, requires_grad=True)
             (vjp,) = torch.autograd.grad(out, zz, cot, create_graph=True)
-            (rows,) = torch.autograd.grad(vjp, cot, eye)
+            (rows,) = torch.autograd.grad(vjp, cot, directions)
         return rows.flatten(1)
     except RuntimeError:
         rms = float(z.pow(2).mean().sqrt())
         h = 1e-3 * (rms if rms > 0 else 1.0)
         with torch.no_grad():
-            plus = generator.decode(z + h * eye, y.expand(d)).flatten(1)
-            minus = generator.decode(z - h * eye, y.expand(d)).flatten(1)
+            plus = generator.decode(z + h * directions, y.expand(c)).flatten(1)
+            minus = generator.decode(z - h * directions, y.expand(c)).flatten(1)
         return (plus - minus) / (2 * h)
 
 

@@ -16,12 +16,37 @@ from intrinsic_robustness.storage import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
 
+PNG_DPI = 110
+
+
 def _figures(layout: RunLayout, report: dict[str, Any], settings: dict[str, Any]) -> dict[str, bytes]:
-    """Every registered figure that has something to show, as PNG bytes, in registry order."""
+    """Every registered figure that has something to show, as PNG bytes, in registry order (the one place a
+    figure function's ``(fig, ax)`` becomes bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # files, never windows
     from intrinsic_robustness.report.plots import FIGURES
 
-    images = {name: FIGURES.get(name)(report, layout, settings) for name in FIGURES.names()}
-    return {k: v for k, v in images.items() if v is not None}
+    images = {}
+    for name in FIGURES.names():
+        drawn = FIGURES.get(name)(report, layout, settings)
+        if drawn is not None:
+            images[name] = _png(drawn[0])
+    return images
+
+
+def _png(fig: Any) -> bytes:
+    """A figure as PNG bytes (tight box); the figure is closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=PNG_DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
 
 
 def write_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> dict[str, Path]:

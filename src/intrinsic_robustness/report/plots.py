@@ -1,11 +1,11 @@
-"""The report's figures (matplotlib, Agg backend, imported lazily); each function returns PNG bytes."""
+"""The report's figures (matplotlib, imported lazily); each returns ``(fig, ax)`` (ax: one Axes or an array of
+them) for a researcher to restyle. The report writer (``report._figures``) alone turns them into PNG bytes."""
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,24 +14,18 @@ from intrinsic_robustness.registry import Registry
 from intrinsic_robustness.report.data import norms_array
 from intrinsic_robustness.threat import THREATS, survives
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 MARKERS = {"unconstrained": "o", "in-distribution": "s", "certified": "^"}
 LINESTYLES = {"per_class": "-", "overall": "--"}
 
 
 def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the backend is the caller's; the report writer picks Agg
 
     return plt
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    return buf.getvalue()
 
 
 def _colors(n: int) -> list[Any]:
@@ -39,7 +33,7 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % 10) for i in range(n)]
 
 
-def bound_vs_risk(report: dict[str, Any]) -> bytes:
+def bound_vs_risk(report: dict[str, Any]) -> tuple[Figure, np.ndarray]:
     """Figure 1: the bound against risk at each eps, every classifier at its natural error."""
     plt = _plt()
     eps = report["eps"]
@@ -87,7 +81,7 @@ def bound_vs_risk(report: dict[str, Any]) -> bytes:
         bbox_to_anchor=(0.5, -0.02 - 0.035 * math.ceil(len(labels) / 4)),
     )
     fig.tight_layout()
-    return _png(fig)
+    return fig, axes
 
 
 ESTIMATE_GREYS = ("black", "0.35", "0.6", "0.75")
@@ -164,7 +158,7 @@ def _band(fraction: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
 
 
-def robust_vs_eps(report: dict[str, Any]) -> bytes:
+def robust_vs_eps(report: dict[str, Any]) -> tuple[Figure, np.ndarray]:
     """Figure 2: robust accuracy against eps per classifier, with its T1 bound as a function of eps."""
     plt = _plt()
     classifiers = [c for c in report["classifiers"] if not c.get("missing")]
@@ -208,10 +202,10 @@ def robust_vs_eps(report: dict[str, Any]) -> bytes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return fig, axes
 
 
-def lipschitz_per_class(report: dict[str, Any]) -> bytes:
+def lipschitz_per_class(report: dict[str, Any]) -> tuple[Figure, Axes]:
     """Figure 3: distribution of per-anchor local Lipschitz estimates per class, one box per method."""
     plt = _plt()
     methods = list(report["lipschitz"])
@@ -244,7 +238,7 @@ def lipschitz_per_class(report: dict[str, Any]) -> bytes:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return fig, ax
 
 
 def _show(ax: Any, img: np.ndarray) -> None:
@@ -256,7 +250,7 @@ def _show(ax: Any, img: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def samples(layout: RunLayout, per_class: int, num_classes: int) -> bytes | None:
+def samples(layout: RunLayout, per_class: int, num_classes: int) -> tuple[Figure, np.ndarray] | None:
     """Figure 4a: generated test images, one row per class."""
     from intrinsic_robustness.data.synthetic import load_dataset
 
@@ -271,7 +265,7 @@ def samples(layout: RunLayout, per_class: int, num_classes: int) -> bytes | None
         for j in range(per_class):
             _show(axes[y, j], data.images[idx[j]].numpy()) if j < len(idx) else axes[y, j].axis("off")
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
-    return _png(fig)
+    return fig, axes
 
 
 def _examples(path: Path, k: int) -> dict[str, Any] | None:
@@ -292,7 +286,7 @@ def _examples(path: Path, k: int) -> dict[str, Any] | None:
     return {"x": t["x"][idx], "x_adv": t["x_adv"][idx], "norms": norms[idx]}
 
 
-def adversarial(layout: RunLayout, report: dict[str, Any], k: int) -> bytes | None:
+def adversarial(layout: RunLayout, report: dict[str, Any], k: int) -> tuple[Figure, np.ndarray] | None:
     """Figure 4b: stored adversarial examples (both threats) under their originals, with their norms."""
     from intrinsic_robustness.evaluation.store import outputs_for
 
@@ -319,10 +313,10 @@ def adversarial(layout: RunLayout, report: dict[str, Any], k: int) -> bytes | No
             _show(axes[2 * r + 1, j], t["x_adv"][j].numpy())
             axes[2 * r + 1, j].set_title(f"{float(t['norms'][j]):.2f}", fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return fig, axes
 
 
-# The report's figures, in the order they appear: name -> function(report, layout, settings) -> PNG or None.
+# The report's figures, in the order they appear: name -> function(report, layout, settings) -> (fig, ax) or None.
 FIGURES: Registry[Any] = Registry("report figure")
 
 

@@ -122,11 +122,13 @@ def bracket_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def real_line(c: dict[str, Any]) -> str:
     """One sentence: the classifier on real test images (unconstrained), beside its generated-data table."""
     real = c["real"]
-    accs = ", ".join(f"{k} {_f(v)}" for k, v in real["robust_accuracy"].items())
+    rci, cci = real.get("robust_accuracy_ci") or {}, real.get("certified_accuracy_ci") or {}
+    accs = ", ".join(f"{k} {_ci(v, rci.get(k))}" for k, v in real["robust_accuracy"].items())
     cert = real.get("certified_accuracy")
-    more = "" if not cert else "; certified " + ", ".join(f"{k} {_f(v)}" for k, v in cert.items())
-    return (f"On n = {real['n']} real test images (unconstrained; trained on {c.get('data', 'generated')} data): "
-            f"natural accuracy {_f(real['natural_accuracy'])}; robust accuracy at eps {accs}{more}")
+    more = "" if not cert else "; certified " + ", ".join(f"{k} {_ci(v, cci.get(k))}" for k, v in cert.items())
+    return (f"On n = {real['n']} real test images (unconstrained; trained on {c.get('data', 'generated')} data; "
+            f"95% Clopper-Pearson intervals): natural accuracy "
+            f"{_ci(real['natural_accuracy'], real.get('natural_accuracy_ci'))}; robust accuracy at eps {accs}{more}")
 
 
 def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
@@ -145,9 +147,11 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
             out.append("no evaluation results")
             continue
         out.append(
-            f"natural accuracy {_f(c['natural_accuracy'])} on n = {c['n']} test examples; robust "
-            "accuracies are fractions of all n examples; gap = T1 bound - best measured robust accuracy; "
-            "* marks an eps beyond min L r, where the bound's side condition fails"
+            f"natural accuracy {_ci(c['natural_accuracy'], c.get('natural_accuracy_ci'))} on n = {c['n']} test "
+            "examples (95% Clopper-Pearson); robust accuracies are fractions of all n examples; T1 is a bound only "
+            "where its L is a certificate, an estimate otherwise, clipped at clean accuracy ((trivial) where the "
+            "clip binds); gap = T1 - best measured robust accuracy; * marks an eps beyond min L r, where the "
+            "bound's side condition fails"
         )
         out.append("")
         head, rows = classifier_rows(c, report["eps"], _limits(report), _certified(report))
@@ -164,6 +168,9 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     if rows:
         out += ["", "## Concentration from data", "", WHAT, ""]
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+    reasons = report.get("stage_reasons") or {}
+    if reasons:
+        out += ["", "## Stages redone in the last run", ""] + [f"- `{n}`: {r}" for n, r in reasons.items()]
     out += ["", "## Figures", ""]
     for name, file in figures.items():
         out += [f"![{name}]({file})", "", _caption(name), ""]
@@ -206,9 +213,10 @@ def html_page(report: dict[str, Any], images: dict[str, bytes]) -> str:
             parts.append("<p>no evaluation results</p>")
             continue
         parts.append(
-            f"<p>natural accuracy {_f(c['natural_accuracy'])} on n = {c['n']} test examples; "
-            "gap = T1 bound - best measured robust accuracy; * marks an eps beyond min L r, where the "
-            "bound's side condition fails.</p>"
+            f"<p>natural accuracy {_ci(c['natural_accuracy'], c.get('natural_accuracy_ci'))} on n = {c['n']} "
+            "test examples (95% Clopper-Pearson); T1 is a bound only where its L is a certificate, an estimate "
+            "otherwise, clipped at clean accuracy; gap = T1 - best measured robust accuracy; * marks an eps "
+            "beyond min L r, where the bound's side condition fails.</p>"
         )
         parts.append(_table(*classifier_rows(c, report["eps"], _limits(report), _certified(report))))
         if c.get("real"):
@@ -219,6 +227,10 @@ def html_page(report: dict[str, Any], images: dict[str, bytes]) -> str:
     head, rows = concentration_rows(report)
     if rows:
         parts.append(f"<h2>Concentration from data</h2><p>{esc(WHAT)}</p>" + _table(head, rows))
+    reasons = report.get("stage_reasons") or {}
+    if reasons:
+        parts.append("<h2>Stages redone in the last run</h2><ul>"
+                     + "".join(f"<li>{esc(n)}: {esc(r)}</li>" for n, r in reasons.items()) + "</ul>")
     parts.append("<h2>Figures</h2>")
     for name, png in images.items():
         data = base64.b64encode(png).decode("ascii")
