@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from intrinsic_robustness.runtime import available_cpus, configure_threads
+from intrinsic_robustness.runtime import SHARED_LOAD, available_cpus, configure_threads, machine_shared
 
 PROBE = """
 import json, os, sys
@@ -39,10 +39,18 @@ def test_available_cpus_are_within_the_machine() -> None:
         assert logical <= len(os.sched_getaffinity(0))
 
 
-def test_irob_sleeps_idle_threads_and_uses_the_cores_it_may_run_on() -> None:
+def test_irob_sleeps_idle_threads_on_a_shared_machine_and_uses_the_cores_it_may_run_on() -> None:
     got = _probe()
-    assert got["policy"] == "PASSIVE" and got["setup"]["wait_policy_from"] == "irob default"
+    if machine_shared(got["setup"]["load_average"]):
+        assert got["policy"] == "PASSIVE" and got["setup"]["wait_policy_from"].startswith("irob default")
+    else:
+        assert got["policy"] is None and got["setup"]["wait_policy_from"].startswith("unset: idle machine")
     assert got["torch_threads"] == got["setup"]["threads"] == available_cpus()[1]
+
+
+def test_passive_only_when_the_machine_is_busy_at_start() -> None:
+    assert machine_shared([1.0, 0.5, 0.2]) and machine_shared([SHARED_LOAD, 0.0, 0.0])
+    assert not machine_shared([0.1, 2.0, 3.0]) and not machine_shared(None)
 
 
 def test_the_users_choice_wins() -> None:

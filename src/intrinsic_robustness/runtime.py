@@ -203,8 +203,9 @@ def configure_threads(threads: int | None = None) -> dict[str, object]:
 
     Threads: ``threads`` if given, else ``OMP_NUM_THREADS`` if set, else the physical cores this process may use
     (affinity and cgroup quota; torch's own default counts the whole machine). Wait policy: ``OMP_WAIT_POLICY``
-    if set, else PASSIVE: idle OpenMP threads sleep instead of spinning, which costs little on an idle machine
-    and avoids a 30x slow-down next to another busy process. Once torch is imported its settings are left alone
+    if set, else PASSIVE when the machine is busy at start (:func:`machine_shared`): idle OpenMP threads sleep
+    instead of spinning, which avoids a 30x slow-down next to another busy process; on an idle machine it is
+    left unset, since spinning is faster there. Once torch is imported its settings are left alone
     (a notebook or test that chose its own threads keeps them).
     """
     import os
@@ -219,9 +220,12 @@ def configure_threads(threads: int | None = None) -> dict[str, object]:
     else:
         chosen, source = physical, "physical cores available to the process"
     policy = os.environ.get("OMP_WAIT_POLICY")
-    if policy is None and not started:
+    load = _load_average()
+    if policy is None and not started and machine_shared(load):
         os.environ["OMP_WAIT_POLICY"] = policy = "PASSIVE"
-        policy_source = "irob default"
+        policy_source = f"irob default: machine shared (1-min load {load[0]:g} >= {SHARED_LOAD:g} at start)"
+    elif policy is None and not started:
+        policy_source = "unset: idle machine at start (spinning threads are faster alone)"
     else:
         policy_source = "environment" if policy else "unset (torch was already running)"
     if not started:
@@ -232,8 +236,22 @@ def configure_threads(threads: int | None = None) -> dict[str, object]:
         torch.set_num_threads(chosen)
     THREAD_SETUP.update({"threads": chosen, "threads_from": source, "wait_policy": policy or "default",
                          "wait_policy_from": policy_source, "logical_cpus": logical, "physical_cores": physical,
-                         "load_average": _load_average()})
+                         "load_average": load})
     return dict(THREAD_SETUP)
+
+
+# A 1-minute load average at or above this when irob starts means another process is busy on the machine.
+SHARED_LOAD = 0.75
+
+
+def machine_shared(load: list[float] | None) -> bool:
+    """Whether to let idle OpenMP threads sleep: only when the machine is busy with other work at start.
+
+    Measured with benchmarks/load.py (irob demo, 2 threads): PASSIVE cost 64% on an idle machine (411 s against
+    251 s) but keeps a run next to a busy process near its idle time (387 s); spinning threads are the faster
+    choice alone.
+    """
+    return load is not None and load[0] >= SHARED_LOAD
 
 
 def _load_average() -> list[float] | None:
