@@ -373,3 +373,19 @@ def test_killed_rank_stops_the_job_and_reruns_resume(work: Path, tmp_path: Path)
     assert numbers(tmp_path / "eval.json") == numbers(tmp_path / "one.json")
     assert_same_tensors(tmp_path / "one.safetensors", tmp_path / "eval.safetensors")
     assert not (tmp_path / "eval.json.partial").exists()
+
+
+def test_errors_travel_between_ranks_as_text_not_pickled_objects():
+    from intrinsic_robustness.distributed import _portable, _rebuild
+    from intrinsic_robustness.errors import UserInputError
+
+    sent = _portable(UserInputError("--eps -1: must be >= 0"))
+    assert sent == ("UserInputError", "--eps -1: must be >= 0")
+    back = _rebuild(sent)
+    assert type(back) is UserInputError and str(back) == "--eps -1: must be >= 0"
+
+    class Custom(Exception):
+        pass
+
+    other = _rebuild(_portable(Custom("odd")))
+    assert type(other) is RuntimeError and str(other) == "Custom: odd"

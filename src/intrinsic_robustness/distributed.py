@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import pickle
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -162,20 +161,28 @@ def share(n: int, part: int | None = None, parts: int | None = None) -> range:
     return range(start, start + size + (1 if part < extra else 0))
 
 
-def _portable(exc: BaseException) -> BaseException:
-    """The exception itself when it can travel between processes, else a RuntimeError with its message."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:  # noqa: BLE001 - anything unpicklable travels as text
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+def _portable(exc: BaseException) -> tuple[str, str]:
+    """An error as plain text (its type name and message) to send to the other ranks: no exception object is
+    pickled, so a peer's error can only become one of the types :func:`_rebuild` knows."""
+    return type(exc).__name__, str(exc)
+
+
+def _rebuild(payload: tuple[str, str]) -> BaseException:
+    """The exception a peer reported: the same type where it is one of ours or a builtin we know, else a
+    RuntimeError naming it."""
+    from intrinsic_robustness.errors import UserInputError
+
+    name, message = payload
+    known = {cls.__name__: cls for cls in (UserInputError, ValueError, TypeError, KeyError, RuntimeError,
+                                           FileNotFoundError, OSError, MemoryError)}
+    return known[name](message) if name in known else RuntimeError(f"{name}: {message}")
 
 
 def _raise_first(outcomes: Sequence[tuple[str, Any]], mine: BaseException | None) -> None:
     """Raise the lowest rank's error (this rank's own exception, traceback and all, when it is the one)."""
     for source, (status, payload) in enumerate(outcomes):
         if status == "error":
-            raise (mine if source == rank() and mine is not None else payload)
+            raise (mine if source == rank() and mine is not None else _rebuild(payload))
 
 
 def collect(n: int, compute: Callable[[range], Sequence[T]], to_all: bool = True) -> list[T]:
@@ -210,7 +217,7 @@ def collect(n: int, compute: Callable[[range], Sequence[T]], to_all: bool = True
     dist.broadcast_object_list(box, src=0, group=group)
     if box[0] is not None:
         source, error = box[0]
-        raise (mine if source == rank() and mine is not None else error)
+        raise (mine if source == rank() and mine is not None else _rebuild(error))
     return [item for _, items in gathered for item in items] if is_main() else []
 
 
@@ -234,7 +241,7 @@ def main_only(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     dist.broadcast_object_list(box, src=0, group=group)
     status, value = box[0]
     if status == "error":
-        raise (mine if mine is not None else value)
+        raise (mine if mine is not None else _rebuild(value))
     return value
 
 

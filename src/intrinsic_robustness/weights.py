@@ -102,3 +102,21 @@ def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: Mapping[
         if "betas" in group:
             group["betas"] = tuple(group["betas"])
     opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def checkpoint_metadata(path: Path, expected: str, what: str) -> dict[str, str]:
+    """The metadata of a training checkpoint, refused in one line if unreadable or of another format.
+
+    ``what`` names the checkpoint in the message (e.g. "an ACGAN training checkpoint").
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise UserInputError(f"{path}: unreadable checkpoint ({exc}); delete it or pass --force") from None
+    if meta.get("format") != expected:
+        raise UserInputError(f"{path}: format {meta.get('format')!r}, this version reads {expected!r}: not "
+                             f"{what} it can resume; choose another --out or pass --force")
+    return meta

@@ -201,17 +201,9 @@ def _resume(out: Path, config: dict[str, Any], gen: nn.Module, disc: nn.Module, 
 
 
 def _checkpoint_metadata(path: Path) -> dict[str, str]:
-    from safetensors import SafetensorError, safe_open
+    from intrinsic_robustness.weights import checkpoint_metadata
 
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise UserInputError(f"{path}: unreadable checkpoint ({exc}); delete it or pass --force") from None
-    if meta.get("format") != TRAINING_FORMAT:
-        raise UserInputError(f"{path}: format {meta.get('format')!r}, this version reads {TRAINING_FORMAT!r}: not "
-                             "an ACGAN training checkpoint it can resume; choose another --out or pass --force")
-    return meta
+    return checkpoint_metadata(path, TRAINING_FORMAT, "an ACGAN training checkpoint")
 
 
 def _finish(out: Path, config: dict[str, Any], gen: nn.Module, history: list[dict[str, Any]],
