@@ -166,3 +166,38 @@ def test_report_flags_weak_attack(tmp_path, affine_generator):
     table = rep["classifiers"][0]["per_attack"]["unconstrained"]
     assert table["pgd"]["robust_accuracy"]["1"] == pytest.approx(3 / 6) == table["pgd"]["ensemble"]["1"]
     assert table["autoattack"]["robust_accuracy"]["1"] == pytest.approx(2 / 6) and table["autoattack"]["n"] == 6
+
+
+def test_weak_attack_counts_examples_missed_even_when_accuracies_tie(tmp_path, affine_generator):
+    """The flag counts examples the ensemble left robust that the reference broke: equal robust accuracies (one
+    example broken by each attack alone) still hide a miss, and the count per eps is exact."""
+    from intrinsic_robustness.report import write_report
+
+    run = make_run(tmp_path, affine_generator)
+    labels = [0, 1, 2] * 2
+    # ensemble (unconstrained.json): [0, 0.3, 0.6, 1.2, 2.5, inf]; the reference misses example 3 and breaks 5.
+    _eval_json(run / "eval" / "a" / "attack-autoattack.json", "unconstrained", [0, 0.3, 0.6, math.inf, 2.5, 1.5],
+               labels, 3)
+    rep = json.loads(write_report(run)["json"].read_text())
+    entry = rep["classifiers"][0]["per_attack"]["unconstrained"]["autoattack"]
+    assert entry["robust_accuracy"] == entry["ensemble"]  # tied at every eps
+    assert entry["missed"] == {"0.5": 0, "1": 0, "2": 1}
+    weak = [f for f in rep["flags"] if f["kind"] == "weak_attack"]
+    assert [f["eps"] for f in weak] == [2.0]
+    assert all(f["missed"] == 1 and "breaks 1 of the first 6" in f["message"] for f in weak)
+    md = (run / "report" / "report.md").read_text()
+    assert "Cross-check (unconstrained): autoattack alone on the first 6 examples" in md
+    assert "2: 0.333 vs 0.333, 1 missed" in md
+    assert "1 missed" in (run / "report" / "report.html").read_text()
+
+
+def test_no_weak_attack_when_the_reference_finds_nothing_new(tmp_path, affine_generator):
+    """A reference weaker than the ensemble everywhere raises no flag (it breaks nothing the ensemble missed)."""
+    from intrinsic_robustness.report import write_report
+
+    run = make_run(tmp_path, affine_generator)
+    _eval_json(run / "eval" / "a" / "attack-autoattack.json", "unconstrained", [0, 0.5, 0.9, 2.0, math.inf, math.inf],
+               [0, 1, 2] * 2, 3)
+    rep = json.loads(write_report(run)["json"].read_text())
+    assert not [f for f in rep["flags"] if f["kind"] == "weak_attack"]
+    assert set(rep["classifiers"][0]["per_attack"]["unconstrained"]["autoattack"]["missed"].values()) == {0}

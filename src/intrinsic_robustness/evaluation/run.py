@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from intrinsic_robustness.attacks import build_attack, invert_latents, parse_attack_names
-from intrinsic_robustness.distributed import collect, main_only
+from intrinsic_robustness.distributed import collect, main_only, share
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.evaluation.result import KEEP_EXAMPLES, EvalResult
 from intrinsic_robustness.evaluation.store import PartialStore, outputs_for
@@ -288,7 +288,9 @@ def _run_batches(inp: _Inputs, attack: Any, settings: dict[str, Any], out: str |
             advance(handle, spans[k].stop - spans[k].start)
         return parts
 
-    with task(f"evaluate {threat}", total) as handle:
+    mine = sum(spans[k].stop - spans[k].start for k in share(len(spans)))  # a torchrun rank's part: its own count
+    label = f"evaluate {threat}" if mine == total else f"evaluate {threat} (this rank's {mine} of {total})"
+    with task(label, mine) as handle:
         parts = collect(len(spans), attack_block)  # in a torchrun job: split across ranks, gathered in order
     result = _summarise(parts, inp, threat, names, eps, previous + time.perf_counter() - start_time)
     if out is not None:

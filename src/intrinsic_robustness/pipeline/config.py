@@ -254,7 +254,8 @@ class EvaluationConfig(_Section):
     ``attacks`` maps a threat to attack names (unset: the library's default ensemble for the run's device);
     ``attack_options`` maps an attack name to its keyword arguments; each of ``compare_attacks`` also runs
     alone (unconstrained) on the first ``compare_n`` examples (default: all ``n``), so the report can flag
-    the default ensemble as weak where a reference such as AutoAttack finds more. ``real_n`` also attacks
+    the default ensemble as weak where a reference such as AutoAttack finds more (``compare_eps``: the eps at
+    which the reference runs, default the whole grid; it is budgeted, so each eps is a run). ``real_n`` also attacks
     every classifier (unconstrained; real images have no latents) on the first ``real_n`` real test images of
     ``generator.data``, so its real-data robustness stands beside its generated-data robustness.
     """
@@ -269,14 +270,17 @@ class EvaluationConfig(_Section):
     attack_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     compare_attacks: list[str] = Field(default_factory=list)
     compare_n: int | None = Field(None, ge=1)
+    compare_eps: list[float] | None = Field(None, min_length=1)
     real_n: int | None = Field(None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("eps")
+    @field_validator("eps", "compare_eps")
     @classmethod
-    def _eps_ok(cls, value: list[float]) -> list[float]:
+    def _eps_ok(cls, value: list[float] | None) -> list[float] | None:
         import math
 
+        if value is None:
+            return None
         if any(not math.isfinite(e) or e <= 0 for e in value):
             raise ValueError(f"{value}: every eps must be a positive finite number")
         return sorted(set(value))

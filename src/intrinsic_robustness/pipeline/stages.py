@@ -205,21 +205,22 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
         from intrinsic_robustness.evaluation import evaluate
 
         layout = ctx.layout
-        jobs = [(t, section.attacks.get(t), layout.eval_file(entry.name, t), section.n) for t in section.threats]
+        grid = tuple(section.eps)
+        jobs = [(t, section.attacks.get(t), layout.eval_file(entry.name, t), section.n, grid) for t in section.threats]
         compare_n = min(n for n in (section.n, section.compare_n, config.dataset.n_test) if n is not None)
-        jobs += [("unconstrained", [a], layout.compare_file(entry.name, a), compare_n)
-                 for a in section.compare_attacks]
-        data = {file: (str(layout.dataset_dir), {}) for _, _, file, _ in jobs}
+        jobs += [("unconstrained", [a], layout.compare_file(entry.name, a), compare_n,
+                  tuple(section.compare_eps or grid)) for a in section.compare_attacks]
+        data = {file: (str(layout.dataset_dir), {}) for _, _, file, _, _ in jobs}
         if section.real_n is not None:  # real images: no latents, so the unconstrained threat only
             real_file = layout.real_eval_file(entry.name)
-            jobs.append(("unconstrained", section.attacks.get("unconstrained"), real_file, section.real_n))
+            jobs.append(("unconstrained", section.attacks.get("unconstrained"), real_file, section.real_n, grid))
             size = int(read_json(layout.manifest_file)["image_shape"][-1])  # the generated images' size
             data[real_file] = (config.generator.data, {"image_size": size})
         outputs = []
-        for threat, attacks, file, n in jobs:
+        for threat, attacks, file, n, eps in jobs:
             gen = _load_gen(layout, device, trust_code) if threat == "in-distribution" else None
             evaluate(str(layout.classifier_dir(entry.name)), data[file][0], generator=gen, threat=threat,
-                     attacks=attacks, eps=tuple(section.eps), n=n, batch_size=section.batch_size,
+                     attacks=attacks, eps=eps, n=n, batch_size=section.batch_size,
                      seed=derive_seed(config.run.seed, "evaluation", entry.name, threat), device=device, out=str(file),
                      attack_options=_attack_options(section.attack_options, attacks, threat, device),
                      trust_code=trust_code, **data[file][1], **section.options)
@@ -227,7 +228,10 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
         return outputs
 
     rel = f"eval/{entry.name}"
-    cfg = {**section.model_dump(mode="json", exclude={"real_n"}), "classifier": entry.name, "seed": config.run.seed}
+    cfg = {**section.model_dump(mode="json", exclude={"real_n", "compare_eps"}), "classifier": entry.name,
+           "seed": config.run.seed}
+    if section.compare_eps is not None:  # (likewise: no key unless set)
+        cfg.update(compare_eps=section.compare_eps)
     if section.real_n is not None:  # (no key without it: runs made before the key existed stay done)
         cfg.update(real_n=section.real_n, real=config.generator.data)
     inputs = ("generator", "dataset", f"classifiers/{entry.name}")

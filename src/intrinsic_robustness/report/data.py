@@ -249,18 +249,23 @@ def _real(layout: RunLayout, name: str) -> dict[str, Any] | None:
 
 def _per_attack(layout: RunLayout, name: str, evals: dict[str, Any]) -> dict[str, Any]:
     """Each attack run alone (``evaluation.compare_attacks``), keyed by threat: its robust accuracy on the first
-    n examples and, on the same n, that of the threat's main ensemble (for the weak-attack flag)."""
+    n examples, on the same n that of the threat's main ensemble, and ``missed``: per eps, how many examples the
+    ensemble left robust that the reference broke (the weak-attack flag's count)."""
     table: dict[str, Any] = {}
     for attack, path in layout.compare_files(name):
         data = _read_eval(path)
         threat, n = data.get("threat", "unconstrained"), int(data["n"])
         acc = {eps_key(k): v for k, v in _by_eps(data.get("robust_accuracy")).items()}
         main = evals.get(threat)
-        ensemble = None
+        ensemble = missed = None
         if main is not None and len(main.get("min_norms", [])) >= n:
             norms = norms_array(main["min_norms"][:n])
             ensemble = {k: float(np.mean(survives(norms, float(k)))) for k in acc}
+            if len(data.get("min_norms") or []) == n:
+                ref = norms_array(data["min_norms"])
+                missed = {k: int(np.sum(survives(norms, float(k)) & ~survives(ref, float(k)))) for k in acc}
         table.setdefault(threat, {})[attack] = {"n": n, "robust_accuracy": acc, "ensemble": ensemble,
+                                                "missed": missed,
                                                 "ensemble_attacks": None if main is None else main.get("attacks")}
     return table
 

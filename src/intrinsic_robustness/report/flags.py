@@ -84,22 +84,30 @@ def eps_beyond_radius(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def weak_attack(report: dict[str, Any], tolerance: float = 0.0) -> list[dict[str, Any]]:
-    """A reference attack run alone (compare_attacks) finding more than the default ensemble on the same examples."""
+    """A reference attack run alone (compare_attacks) breaking examples the default ensemble left robust (or, in
+    reports without per-example counts, leaving a lower robust accuracy than it on the same examples)."""
     flags = []
     for c in report["classifiers"]:
         for threat, table in (c.get("per_attack") or {}).items():
             for attack, entry in table.items():
+                missed = entry.get("missed") or {}
                 for eps, acc in (entry.get("ensemble") or {}).items():
                     alone = entry["robust_accuracy"].get(eps)
-                    if alone is None or alone >= acc - tolerance - 1e-9:
+                    count = missed.get(eps)
+                    weak = count / entry["n"] > tolerance if count is not None else \
+                        alone is not None and alone < acc - tolerance - 1e-9
+                    if not weak:
                         continue
                     used = ", ".join(entry.get("ensemble_attacks") or ["the ensemble"])
+                    found = f"breaks {count} of the first {entry['n']} examples that the default ensemble " \
+                        f"({used}) left robust" if count is not None else \
+                        f"leaves robust accuracy {alone:.3f} on the first {entry['n']} examples, below the " \
+                        f"default ensemble's {acc:.3f} ({used})"
                     flags.append({
                         "kind": "weak_attack", "classifier": c["name"], "threat": threat, "eps": float(eps),
-                        "attack": attack, "alone": alone, "ensemble": acc, "n": entry["n"],
-                        "message": f"{c['name']}: {attack} alone leaves robust accuracy {alone:.3f} at eps {eps} on "
-                        f"the first {entry['n']} examples, below the default ensemble's {acc:.3f} ({used}): the "
-                        "ensemble misses adversarial examples there",
+                        "attack": attack, "alone": alone, "ensemble": acc, "n": entry["n"], "missed": count,
+                        "message": f"{c['name']}: {attack} alone {found} at eps {eps}: the ensemble misses "
+                        "adversarial examples there",
                     })
     return flags
 

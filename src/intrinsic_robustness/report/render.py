@@ -131,6 +131,21 @@ def real_line(c: dict[str, Any]) -> str:
             f"{_ci(real['natural_accuracy'], real.get('natural_accuracy_ci'))}; robust accuracy at eps {accs}{more}")
 
 
+def cross_check_lines(c: dict[str, Any]) -> list[str]:
+    """One sentence per reference attack run alone (compare_attacks): its robust accuracy against the ensemble's on
+    the same examples, and how many examples it broke that the ensemble left robust."""
+    lines = []
+    for threat, table in (c.get("per_attack") or {}).items():
+        for attack, e in table.items():
+            ens, missed = e.get("ensemble") or {}, e.get("missed") or {}
+            cells = [f"{k}: {v:.3f}" + (f" vs {ens[k]:.3f}" if k in ens else "")
+                     + (f", {missed[k]} missed" if k in missed else "") for k, v in e["robust_accuracy"].items()]
+            lines.append(f"Cross-check ({threat}): {attack} alone on the first {e['n']} examples, robust accuracy at "
+                         f"eps {'; '.join(cells)} (vs: the default ensemble on the same examples; missed: examples "
+                         "it left robust that the reference broke)")
+    return lines
+
+
 def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     """report.md: summary, flags, one table per classifier, figure links."""
     out = [f"# Intrinsic-robustness report: {report['run']['name']}", ""]
@@ -159,6 +174,8 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
         out += ["| " + " | ".join(r) + " |" for r in rows]
         if c.get("real"):
             out += ["", real_line(c)]
+        for line in cross_check_lines(c):
+            out += ["", line]
     head, rows = comparison_rows(report)
     if rows:
         out += ["", "## Comparisons", "", "Exact McNemar p-values for robust-or-not on the same test points (small: "
@@ -221,6 +238,7 @@ def html_page(report: dict[str, Any], images: dict[str, bytes]) -> str:
         parts.append(_table(*classifier_rows(c, report["eps"], _limits(report), _certified(report))))
         if c.get("real"):
             parts.append(f"<p>{esc(real_line(c))}</p>")
+        parts += [f"<p>{esc(line)}</p>" for line in cross_check_lines(c)]
     head, rows = comparison_rows(report)
     if rows:
         parts.append("<h2>Comparisons (exact McNemar p-values, same test points)</h2>" + _table(head, rows))
