@@ -257,7 +257,9 @@ class EvaluationConfig(_Section):
     the default ensemble as weak where a reference such as AutoAttack finds more (``compare_eps``: the eps at
     which the reference runs, default the whole grid; it is budgeted, so each eps is a run). ``real_n`` also attacks
     every classifier (unconstrained; real images have no latents) on the first ``real_n`` real test images of
-    ``generator.data``, so its real-data robustness stands beside its generated-data robustness.
+    ``generator.data``, so its real-data robustness stands beside its generated-data robustness. ``threat_n``
+    gives one threat its own count of test points (e.g. ``{ in-distribution = 100 }`` where the latent attack
+    is costly): the first that many of the same points, so every threat's examples are shared.
     """
 
     threats: list[Literal["unconstrained", "in-distribution"]] = Field(
@@ -272,6 +274,7 @@ class EvaluationConfig(_Section):
     compare_n: int | None = Field(None, ge=1)
     compare_eps: list[float] | None = Field(None, min_length=1)
     real_n: int | None = Field(None, ge=1)
+    threat_n: dict[str, int] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("eps", "compare_eps")
@@ -292,6 +295,17 @@ class EvaluationConfig(_Section):
         if bad:
             raise ValueError(f"attacks has threat(s) {bad}; keys must be among {list(THREATS)}")
         return {t: _attack_list(names, t) for t, names in value.items()}
+
+    @field_validator("threat_n")
+    @classmethod
+    def _threat_n_ok(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [k for k in value if k not in THREATS]
+        if bad:
+            raise ValueError(f"threat_n has threat(s) {bad}; keys must be among {list(THREATS)}")
+        small = {k: v for k, v in value.items() if v < 1}
+        if small:
+            raise ValueError(f"threat_n {small}: each count must be at least 1")
+        return value
 
     @field_validator("compare_attacks")
     @classmethod

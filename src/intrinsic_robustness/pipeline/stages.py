@@ -206,7 +206,8 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
 
         layout = ctx.layout
         grid = tuple(section.eps)
-        jobs = [(t, section.attacks.get(t), layout.eval_file(entry.name, t), section.n, grid) for t in section.threats]
+        jobs = [(t, section.attacks.get(t), layout.eval_file(entry.name, t), section.threat_n.get(t, section.n), grid)
+                for t in section.threats]
         compare_n = min(n for n in (section.n, section.compare_n, config.dataset.n_test) if n is not None)
         jobs += [("unconstrained", [a], layout.compare_file(entry.name, a), compare_n,
                   tuple(section.compare_eps or grid)) for a in section.compare_attacks]
@@ -228,10 +229,12 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
         return outputs
 
     rel = f"eval/{entry.name}"
-    cfg = {**section.model_dump(mode="json", exclude={"real_n", "compare_eps"}), "classifier": entry.name,
+    cfg = {**section.model_dump(mode="json", exclude={"real_n", "compare_eps", "threat_n"}), "classifier": entry.name,
            "seed": config.run.seed}
     if section.compare_eps is not None:  # (likewise: no key unless set)
         cfg.update(compare_eps=section.compare_eps)
+    if section.threat_n:  # (likewise)
+        cfg.update(threat_n=section.threat_n)
     if section.real_n is not None:  # (no key without it: runs made before the key existed stay done)
         cfg.update(real_n=section.real_n, real=config.generator.data)
     inputs = ("generator", "dataset", f"classifiers/{entry.name}")

@@ -178,6 +178,7 @@ def _classifier(layout: RunLayout, cfg: dict[str, Any], eps: np.ndarray) -> dict
         return entry
     first = next(iter(evals.values()))
     entry["n"] = int(first["n"])
+    entry["threat_n"] = {t: int(e["n"]) for t, e in evals.items()}  # a threat may attack fewer points
     entry["natural_error"] = float(first["natural_error"])
     entry["natural_accuracy"] = 1.0 - entry["natural_error"]
     entry["class_errors"] = [None if v is None else float(v) for v in first["class_errors"]]
@@ -205,8 +206,12 @@ def intervals(entry: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"natural_accuracy_ci": proportion_ci(entry["natural_accuracy"], n)}
     acc = entry.get("robust_accuracy") or {}
     nested = any(isinstance(v, dict) for v in acc.values())
-    out["robust_accuracy_ci"] = ({t: {k: proportion_ci(v, n) for k, v in a.items()} for t, a in acc.items()}
-                                 if nested else {k: proportion_ci(v, n) for k, v in acc.items()})
+    per = entry.get("threat_n") or {}
+    if nested:
+        out["robust_accuracy_ci"] = {t: {k: proportion_ci(v, int(per.get(t, n))) for k, v in a.items()}
+                                     for t, a in acc.items()}
+    else:
+        out["robust_accuracy_ci"] = {k: proportion_ci(v, n) for k, v in acc.items()}
     cert = entry.get("certified_accuracy")
     out["certified_accuracy_ci"] = None if not cert else {k: proportion_ci(v, n) for k, v in cert.items()}
     return out

@@ -119,6 +119,12 @@ def bracket_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def n_text(c: dict[str, Any]) -> str:
+    """``n = N``, naming each threat that attacked only the first M of the N points (``evaluation.threat_n``)."""
+    fewer = [f"{t}: first {m}" for t, m in (c.get("threat_n") or {}).items() if m != c["n"]]
+    return f"n = {c['n']}" + (f" ({'; '.join(fewer)})" if fewer else "")
+
+
 def real_line(c: dict[str, Any]) -> str:
     """One sentence: the classifier on real test images (unconstrained), beside its generated-data table."""
     real = c["real"]
@@ -162,10 +168,10 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
             out.append("no evaluation results")
             continue
         out.append(
-            f"natural accuracy {_ci(c['natural_accuracy'], c.get('natural_accuracy_ci'))} on n = {c['n']} test "
-            "examples (95% Clopper-Pearson); robust accuracies are fractions of all n examples; T1 is a bound only "
-            "where its L is a certificate, an estimate otherwise, clipped at clean accuracy ((trivial) where the "
-            "clip binds); gap = T1 - best measured robust accuracy; * marks an eps beyond min L r, where the "
+            f"natural accuracy {_ci(c['natural_accuracy'], c.get('natural_accuracy_ci'))} on {n_text(c)} test "
+            "examples (95% Clopper-Pearson); robust accuracies are fractions of the examples attacked; T1 is a "
+            "bound only where its L is a certificate, an estimate otherwise, clipped at clean accuracy ((trivial) "
+            "where the clip binds); gap = T1 - best measured robust accuracy; * marks an eps beyond min L r, where the "
             "bound's side condition fails"
         )
         out.append("")
@@ -230,7 +236,7 @@ def html_page(report: dict[str, Any], images: dict[str, bytes]) -> str:
             parts.append("<p>no evaluation results</p>")
             continue
         parts.append(
-            f"<p>natural accuracy {_ci(c['natural_accuracy'], c.get('natural_accuracy_ci'))} on n = {c['n']} "
+            f"<p>natural accuracy {_ci(c['natural_accuracy'], c.get('natural_accuracy_ci'))} on {esc(n_text(c))} "
             "test examples (95% Clopper-Pearson); T1 is a bound only where its L is a certificate, an estimate "
             "otherwise, clipped at clean accuracy; gap = T1 - best measured robust accuracy; * marks an eps "
             "beyond min L r, where the bound's side condition fails.</p>"
