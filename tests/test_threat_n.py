@@ -12,19 +12,14 @@ from intrinsic_robustness.errors import UserInputError
 
 
 def _config(**evaluation: object) -> dict:
-    return {
-        "run": {"name": "tn", "seed": 0},
-        "generator": {"source": "load", "spec": "affine"},
-        "lipschitz": {"methods": ["sampling"], "anchors_per_class": 2, "neighbors": 8},
-        "dataset": {"n_train": 60, "n_test": 12, "batch_size": 60},
-        "classifiers": [{"name": "c", "method": "standard", "arch": "linear", "epochs": 2, "batch_size": 20}],
-        "evaluation": {"threats": ["unconstrained", "in-distribution"], "eps": [0.1, 0.4], "n": 10,
-                       "batch_size": 10, "attacks": {"unconstrained": ["fmn"], "in-distribution": ["latent"]},
-                       "attack_options": {"fmn": {"num_steps": 5, "num_targets": 1, "adaptive": False},
-                                          "latent": {"num_steps": 4, "search_steps": 1, "paper_search": False}},
-                       **evaluation},
-        "report": {"samples_per_class": 2, "adversarial_examples": 2},
-    }
+    """The compare_eps tests' tiny run, with both threats and no reference attack."""
+    from tests.test_compare_eps import _config as tiny
+
+    latent = {"num_steps": 4, "search_steps": 1, "paper_search": False}
+    return tiny(threats=["unconstrained", "in-distribution"], eps=[0.1, 0.4], compare_attacks=[],
+                attacks={"unconstrained": ["fmn"], "in-distribution": ["latent"]},
+                attack_options={"fmn": {"num_steps": 5, "num_targets": 1, "adaptive": False}, "latent": latent},
+                **evaluation)
 
 
 def test_each_threat_attacks_its_own_count_and_the_report_uses_it(tmp_path: Path) -> None:

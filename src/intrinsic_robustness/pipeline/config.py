@@ -291,17 +291,13 @@ class EvaluationConfig(_Section):
     @field_validator("attacks")
     @classmethod
     def _attack_threats(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        bad = [k for k in value if k not in THREATS]
-        if bad:
-            raise ValueError(f"attacks has threat(s) {bad}; keys must be among {list(THREATS)}")
+        _threat_keys(value, "attacks")
         return {t: _attack_list(names, t) for t, names in value.items()}
 
     @field_validator("threat_n")
     @classmethod
     def _threat_n_ok(cls, value: dict[str, int]) -> dict[str, int]:
-        bad = [k for k in value if k not in THREATS]
-        if bad:
-            raise ValueError(f"threat_n has threat(s) {bad}; keys must be among {list(THREATS)}")
+        _threat_keys(value, "threat_n")
         small = {k: v for k, v in value.items() if v < 1}
         if small:
             raise ValueError(f"threat_n {small}: each count must be at least 1")
@@ -328,6 +324,13 @@ class EvaluationConfig(_Section):
         inversion = self.options.get("inversion") or {}
         check_options(inversion, invert_latents, INVERSION_SET, ".options.inversion")
         return self
+
+
+def _threat_keys(value: dict[str, Any], field: str) -> None:
+    """Refuse a per-threat table whose keys are not threat names."""
+    bad = [k for k in value if k not in THREATS]
+    if bad:
+        raise ValueError(f"{field} has threat(s) {bad}; keys must be among {list(THREATS)}")
 
 
 def _attack_list(names: list[str], threat: str) -> list[str]:
