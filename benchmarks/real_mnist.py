@@ -77,7 +77,8 @@ def train(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 "threads": torch.get_num_threads()}
         (out / "bench.json").write_text(json.dumps(meta))
     config = json.loads((out / "config.json").read_text())
-    meta = json.loads((out / "bench.json").read_text())
+    bench = out / "bench.json"  # absent when the model was trained by `irob train-classifier` into the cache
+    meta = json.loads(bench.read_text()) if bench.is_file() else {"trained_by": "irob train-classifier"}
     return {"recipe": config["recipe"], "n_train": config["n_train"], "final": config["final"], **meta}
 
 
@@ -108,7 +109,8 @@ def evaluate(name: str, args: argparse.Namespace) -> dict[str, Any]:
     out["cascade"] = {f"{e:g}": share(~(res.norms <= e + NORM_TOL)) for e in EPS}
     out["cascade_cpu_s_per_example"] = seconds / len(y)
     k = args.autoattack_n
-    aa, aa_seconds = attack(model, ["autoattack"], x[:k], y[:k])
+    aa_options = {"autoattack": {"attacks": args.autoattack_attacks}} if args.autoattack_attacks else None
+    aa, aa_seconds = attack(model, ["autoattack"], x[:k], y[:k], aa_options)
     small, small_seconds = attack(model, ["fmn", "pgd"], x[:k], y[:k])
     out["autoattack"] = {f"{e:g}": share(~(aa.norms <= e + NORM_TOL)) for e in EPS}
     out["cascade_on_autoattack_points"] = {f"{e:g}": share(~(small.norms <= e + NORM_TOL)) for e in EPS}
@@ -138,14 +140,18 @@ def main() -> None:
     # the AutoAttack wrapper runs each example alone (per-example seeds): on robust models tens of CPU seconds
     # per example; a first --autoattack-n 50 run over both models did not finish within 55 minutes here
     parser.add_argument("--autoattack-n", type=int, default=10)
+    parser.add_argument("--autoattack-attacks", nargs="+", default=None,
+                        help="sub-attacks (e.g. apgd-ce apgd-t); default: standard AutoAttack's four")
+    parser.add_argument("--models", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     if args.part.startswith("train-"):
         print(json.dumps(train(args.part.removeprefix("train-"), args), indent=1))
         return
     report = {"threads": torch.get_num_threads(), "eps": EPS, "n_test": args.n_test,
-              "autoattack_n": args.autoattack_n, "models": {}}
-    for name in RECIPES:
+              "autoattack_n": args.autoattack_n, "autoattack_attacks": args.autoattack_attacks or "standard",
+              "models": {}}
+    for name in args.models:
         report["models"][name] = {"training": train(name, args), "real_test": evaluate(name, args)}
     text = json.dumps(report, indent=1)
     print(text)

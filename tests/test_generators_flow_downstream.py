@@ -5,6 +5,8 @@ certified methods' one-line refusal, the in-distribution latent attack, and the 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,15 +48,30 @@ def flow_data(flow_dir, tmp_path_factory):
     return out
 
 
-def test_train_generator_cli_flow(tmp_path, capsys):
+def dataset_or_skip(name: str, monkeypatch) -> str:
+    """``name`` when its real files are here (Debian's Fashion-MNIST package, MNIST under $IROB_DATA), else skip."""
+    if name == "fashion-mnist" and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+    if name == "mnist":
+        store = Path(os.environ.get("IROB_DATA", "../shared/datasets"))
+        if not (store / "mnist").is_dir():
+            pytest.skip("real MNIST not found (set IROB_DATA to a folder holding mnist/)")
+        monkeypatch.setenv("IROB_DATA", str(store.resolve()))
+    return name
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist", "fashion-mnist"])
+def test_train_generator_cli_flow(tmp_path, capsys, monkeypatch, dataset):
     out = tmp_path / "flow"
-    code, stdout, _ = run(capsys, "train-generator", "--family", "flow", "--dataset", "digits", "--epochs", "1",
+    dataset = dataset_or_skip(dataset, monkeypatch)
+    code, stdout, _ = run(capsys, "train-generator", "--family", "flow", "--dataset", dataset, "--epochs", "1",
                           "--out", str(out), "--size", "8", "--width", "2", "--levels", "1", "--emb-dim", "2",
                           "--steps", "2", "--solver", "euler", "--batch-size", "32", "--max-batches", "2",
                           "--fidelity-epochs", "1", "--device", "cpu")
     assert code == 0
     summary = json.loads(stdout)
     assert summary["family"] == "flow" and summary["epochs_done"] == 1
+    assert json.loads((out / "generator.json").read_text())["trained_on"] == dataset
     assert summary["label_fidelity"] == summary["generated_accuracy"]
     assert summary["frechet_distance"] >= 0 and 0 <= summary["precision"] <= 1 and 0 <= summary["recall"] <= 1
     gen = load_generator(str(out))
@@ -128,13 +145,15 @@ def test_pipeline_config_family():
         GeneratorConfig(family="diffusion")
 
 
-def test_pipeline_trains_a_flow_and_runs_every_stage(tmp_path):
+@pytest.mark.parametrize("dataset", ["digits", "fashion-mnist"])
+def test_pipeline_trains_a_flow_and_runs_every_stage(tmp_path, monkeypatch, dataset):
     from intrinsic_robustness.pipeline.config import config_from_dict
     from intrinsic_robustness.pipeline.stages import run_pipeline
 
     config = config_from_dict({
         "run": {"name": "tiny-flow", "seed": 0},
-        "generator": {"source": "train", "family": "flow", "data": "digits", "image_size": 8, "epochs": 1,
+        "generator": {"source": "train", "family": "flow", "data": dataset_or_skip(dataset, monkeypatch),
+                      "image_size": 8, "epochs": 1,
                       "batch_size": 32, "min_fidelity": 0.0,
                       "options": {"width": 2, "levels": 1, "emb_dim": 2, "steps": 1, "solver": "euler",
                                   "max_batches": 2, "fidelity_epochs": 1, "fidelity_per_class": 5}},

@@ -15,7 +15,7 @@ from intrinsic_robustness.report.data import norms_array
 from intrinsic_robustness.report.refresh import refresh
 from intrinsic_robustness.stats import clopper_pearson
 
-COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "results" / "mnist-cpu"
+COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "results" / "mnist-cpu-200"
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import errno
 import json
 import math
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -54,6 +55,48 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     A write that fails for lack of space, quota or permission (or a vanished directory) becomes
     :class:`WriteFailed`, one line naming ``path``; ``path`` itself is never left half-written."""
     target = Path(path)
+    blocked = _block_stop_signals()  # a signal between mkstemp and the try below would strand the temp file
+    tmp_path: Path | None = None
+    try:
+        tmp_path = _make_temp(target)
+        blocked = _restore_signals(blocked)  # a pending signal is raised here, inside the cleanup's reach
+        mask = os.umask(0)  # mkstemp creates 0600; give the final file the usual umask-based mode
+        os.umask(mask)
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~mask)  # after writing: some writers (safetensors) recreate the file
+        os.replace(tmp_path, target)
+    except Exception as exc:  # safetensors wraps OSError in its own error type: look at the cause too
+        fault = next((e for e in (exc, exc.__cause__, exc.__context__) if e is not None and _is_write_fault(e)), None)
+        if tmp_path is not None and (fault is not None or _says_no_space(exc)):
+            with contextlib.suppress(OSError):
+                tmp_path.unlink(missing_ok=True)  # first, so the message counts the space it held as free
+            raise _write_failed(target, fault or OSError(errno.ENOSPC, "no space")) from None
+        raise
+    finally:
+        _restore_signals(blocked)
+        with contextlib.suppress(OSError):
+            if tmp_path is not None and tmp_path.exists():
+                tmp_path.unlink()
+
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _block_stop_signals() -> set | None:
+    """Hold back stop signals (their handlers raise) while a temp file is created; the old mask, or None."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+def _restore_signals(old: set | None) -> None:
+    """Put back the signal mask saved by :func:`_block_stop_signals` (a no-op for None); returns None."""
+    if old is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _make_temp(target: Path) -> Path:
+    """An empty temp file beside ``target`` (its directory made first); write faults become WriteFailed."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -62,24 +105,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if _is_write_fault(exc):
             raise _write_failed(target, exc) from None
         raise
-    tmp_path = Path(tmp)
-    mask = os.umask(0)  # mkstemp creates 0600; give the final file the usual umask-based mode
-    os.umask(mask)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~mask)  # after writing: some writers (safetensors) recreate the file
-        os.replace(tmp_path, target)
-    except Exception as exc:  # safetensors wraps OSError in its own error type: look at the cause too
-        fault = next((e for e in (exc, exc.__cause__, exc.__context__) if e is not None and _is_write_fault(e)), None)
-        if fault is not None or _says_no_space(exc):
-            with contextlib.suppress(OSError):
-                tmp_path.unlink(missing_ok=True)  # first, so the message counts the space it held as free
-            raise _write_failed(target, fault or OSError(errno.ENOSPC, "no space")) from None
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            if tmp_path.exists():
-                tmp_path.unlink()
+    return Path(tmp)
 
 
 def _says_no_space(exc: BaseException) -> bool:
