@@ -5,7 +5,6 @@ certified methods' one-line refusal, the in-distribution latent attack, and the 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -50,14 +49,18 @@ def flow_data(flow_dir, tmp_path_factory):
 
 def dataset_or_skip(name: str, monkeypatch) -> str:
     """``name`` when its real files are here (Debian's Fashion-MNIST package, MNIST under $IROB_DATA), else skip."""
-    if name == "fashion-mnist" and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+    from tests.test_real_training import MNIST  # the real-data tests' one notion of where MNIST is
+
+    if name == "fashion-mnist" and not FASHION.is_dir():
         pytest.skip("dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
     if name == "mnist":
-        store = Path(os.environ.get("IROB_DATA", "../shared/datasets"))
-        if not (store / "mnist").is_dir():
+        if not MNIST.is_dir():
             pytest.skip("real MNIST not found (set IROB_DATA to a folder holding mnist/)")
-        monkeypatch.setenv("IROB_DATA", str(store.resolve()))
+        monkeypatch.setenv("IROB_DATA", str(MNIST.parent.resolve()))
     return name
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")  # where Debian's package puts it (data/real.py looks there)
 
 
 @pytest.mark.parametrize("dataset", ["digits", "mnist", "fashion-mnist"])
