@@ -116,10 +116,16 @@ def evaluate(name: str, args: argparse.Namespace) -> dict[str, Any]:
     out["cascade_on_autoattack_points"] = {f"{e:g}": share(~(small.norms <= e + NORM_TOL)) for e in EPS}
     fixed, fixed_seconds = attack(model, ["fmn", "pgd"], x[:k], y[:k], {"fmn": {"adaptive": False}})
     out["cascade_without_adaptive_round"] = {f"{e:g}": share(~(fixed.norms <= e + NORM_TOL)) for e in EPS}
-    for key, res in (("only_autoattack_breaks", small), ("only_autoattack_breaks_without_adaptive", fixed)):
+    cold, cold_seconds = attack(model, ["fmn", "pgd"], x[:k], y[:k], {"pgd": {"warm_tol": 0.0}})
+    out["cascade_without_near_run"] = {f"{e:g}": share(~(cold.norms <= e + NORM_TOL)) for e in EPS}
+    for key, res in (("only_autoattack_breaks", small), ("only_autoattack_breaks_without_adaptive", fixed),
+                     ("only_autoattack_breaks_without_near_run", cold)):
         out[key] = {f"{e:g}": int(((aa.norms <= e + NORM_TOL) & ~(res.norms <= e + NORM_TOL)).sum()) for e in EPS}
+    out["only_cascade_breaks"] = {f"{e:g}": int(((small.norms <= e + NORM_TOL) & ~(aa.norms <= e + NORM_TOL)).sum())
+                                  for e in EPS}
     out["cpu_s_per_example"] = {"autoattack": aa_seconds / k, "cascade": small_seconds / k,
                                 "cascade_without_adaptive_round": fixed_seconds / k,
+                                "cascade_without_near_run": cold_seconds / k,
                                 "ratio_cascade_over_autoattack": small_seconds / aa_seconds}
     if name == "certified":
         with torch.no_grad():

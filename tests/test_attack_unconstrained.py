@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from intrinsic_robustness.attacks import PGD, MinimalNorm
+from intrinsic_robustness.attacks import PGD, Ensemble, MinimalNorm
 from intrinsic_robustness.attacks.minimal import rank_targets
 from intrinsic_robustness.errors import UserInputError
 
@@ -170,6 +170,7 @@ def test_batch_consistency_and_exact_mode_restore(cls: type, options: dict, call
     lambda: PGD(patience=-1),
     lambda: PGD(num_targets=-2),
     lambda: PGD(final_step_size=0),
+    lambda: PGD(warm_tol=-0.1),
 ])
 def test_bad_options_are_one_line_errors(make) -> None:
     with pytest.raises(UserInputError) as info:
@@ -182,3 +183,60 @@ def test_untargeted_default_follows_num_targets() -> None:
     model, x, y, exact, _ = linear_problem(2, 1.0, seed=5)
     res = MinimalNorm(num_targets=0)(model, x, y)
     assert (res.norms <= exact * 1.05).all() and (res.norms >= exact * (1 - 1e-4)).all()
+
+
+def two_faces(near: float = 0.95, far: float = 1.2, steep: float = 20.0
+              ) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Class 0 at x0 = 0.5 on 8x8 images; class 1's boundary lies ``near`` away along e1 behind a steep logit
+    (its probability is negligible at x0), class 2's ``far`` away along e2 behind a shallow one, which
+    dominates the cross-entropy gradient. Returns (model, x0, y, e1)."""
+    d = 64
+    e1, e2 = torch.zeros(d), torch.zeros(d)
+    e1[:32], e2[32:] = 32 ** -0.5, 32 ** -0.5
+    x0 = torch.full((d,), 0.5)
+    lin = nn.Linear(d, 3)
+    with torch.no_grad():
+        lin.weight.copy_(torch.stack([torch.zeros(d), steep * e1, e2]))
+        lin.bias.copy_(torch.tensor([0.0, -steep * near, -far]) - lin.weight @ x0)
+    return nn.Sequential(nn.Flatten(), lin), x0.reshape(1, 1, 8, 8), torch.tensor([0]), e1.reshape(1, 1, 8, 8)
+
+
+class FixedPoint(MinimalNorm):
+    """A minimum-norm member that always answers x + ``offset`` (a point found just outside eps)."""
+
+    name = "fixed-point"
+
+    def __init__(self, offset: torch.Tensor) -> None:
+        super().__init__()
+        self.offset = offset
+
+    def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx) -> torch.Tensor:
+        return x + self.offset
+
+
+def test_pgd_near_run_decides_an_example_just_outside_its_start() -> None:
+    """Untargeted CE PGD stalls on the far class's face (with or without early stopping); a start misclassified
+    within (1 + warm_tol) eps makes it target that class from x and find the boundary inside eps."""
+    model, x, y, e1 = two_faces()
+    for patience in (10, 0):
+        assert not PGD(patience=patience)(model, x, y, eps=1.0).success.any()
+    near = PGD()(model, x, y, eps=1.0, start=x + 1.1 * e1)
+    assert near.success.all() and float(near.norms[0]) <= 1.0 + 1e-5
+    assert not PGD()(model, x, y, eps=1.0, start=x + 1.3 * e1).success.any()  # beyond 1.25 eps: not used
+    assert not PGD(warm_tol=0.0)(model, x, y, eps=1.0, start=x + 1.1 * e1).success.any()
+    assert not PGD()(model, x, y, eps=1.0, start=x.clone()).success.any()  # a correctly classified start: nothing
+
+
+def test_ensemble_hands_its_best_point_to_budgeted_members() -> None:
+    model, x, y, e1 = two_faces()
+    member = FixedPoint(1.1 * e1)
+    assert float(member(model, x, y).norms[0]) == pytest.approx(1.1, rel=1e-4)
+    broken = Ensemble([member, PGD()], eps=[1.0])(model, x, y)
+    assert float(broken.norms[0]) <= 1.0 + 1e-5
+    assert float(Ensemble([member, PGD(warm_tol=0.0)], eps=[1.0])(model, x, y).norms[0]) > 1.0
+
+
+def test_start_must_match_x() -> None:
+    model, x, y, _ = two_faces()
+    with pytest.raises(UserInputError, match="start has shape"):
+        PGD()(model, x, y, eps=1.0, start=x[:, :, :4])

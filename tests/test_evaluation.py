@@ -16,7 +16,7 @@ from intrinsic_robustness.generators import make_affine
 
 AFFINE_SPEC = "affine"  # a built-in name: a manifest naming a factory would need trust_code=True
 KEYS = ["format", "threat", "attacks", "n", "natural_error", "class_errors", "min_norms", "robust_accuracy",
-        "natural_accuracy", "natural_accuracy_ci", "robust_accuracy_ci", "confidence", "seconds"]
+        "natural_accuracy", "natural_accuracy_ci", "robust_accuracy_ci", "confidence", "seconds", "settings_digest"]
 FAST = {"fmn": {"num_steps": 30}, "pgd": {"num_steps": 10, "step_size": 0.1}}
 FAST_LATENT = {"latent": {"search_steps": 2, "num_steps": 15, "lr": 0.05}}
 
@@ -99,6 +99,32 @@ def test_resume_after_interruption(dataset_dir, tmp_path, monkeypatch) -> None:
     assert calls == [0, 5, 10, 10], "finished batches were attacked again"
     assert torch.allclose(resumed.min_norms, reference.min_norms, rtol=1e-4, atol=1e-6, equal_nan=True)
     assert json.loads(out.read_text())["threat"] == "in-distribution"
+
+
+def test_reuse_loads_a_finished_output_only_with_the_same_settings(dataset_dir, tmp_path, monkeypatch) -> None:
+    """The pipeline's resume: a finished output with the same fingerprint is loaded; any other setting, or no
+    ``reuse``, attacks again."""
+    import intrinsic_robustness.evaluation.run as ev
+
+    model = nearest_mean_classifier()
+    out = tmp_path / "done.json"
+    first = evaluate(model, str(dataset_dir), attacks="fmn", eps=(0.5,), batch_size=4, out=out)
+    assert json.loads(out.read_text())["settings_digest"]
+    original, calls = ev._attack_batch, []
+
+    def counted(inp, attack, rows, *args):
+        calls.append(rows.start)
+        return original(inp, attack, rows, *args)
+
+    monkeypatch.setattr(ev, "_attack_batch", counted)
+    again = evaluate(model, str(dataset_dir), attacks="fmn", eps=(0.5,), batch_size=4, out=out, reuse=True)
+    assert calls == [] and torch.equal(again.min_norms, first.min_norms)
+    assert again.robust_accuracy == first.robust_accuracy and again.n == first.n
+    evaluate(model, str(dataset_dir), attacks="fmn", eps=(0.5, 1.0), batch_size=4, out=out, reuse=True)
+    assert calls, "other settings must be attacked again"
+    calls.clear()
+    evaluate(model, str(dataset_dir), attacks="fmn", eps=(0.5, 1.0), batch_size=4, out=out)
+    assert calls, "without reuse the output is recomputed"
 
 
 def test_in_distribution_norms_bound_unconstrained_ones(dataset_dir) -> None:

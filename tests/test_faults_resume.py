@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from intrinsic_robustness.pipeline.changes import why_redo
-from test_faults_support import cli, write_config
+from test_faults_support import TINY_TOML, cli, write_config
 
 
 def _lines(err: str) -> dict[str, str]:
@@ -52,3 +52,42 @@ def test_why_redo_names_what_changed() -> None:
         "resumed after an interruption"
     many = {f"k{i}": i for i in range(6)}
     assert why_redo({**old, "config": {}}, many, old["inputs"], "k9", False).endswith("and 3 more")
+
+
+def test_resumed_evaluation_stage_keeps_its_finished_jobs(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Interrupted in its second job (in-distribution), the evaluation stage resumes without attacking the
+    finished first job (unconstrained) again, and ends with the same files as an uninterrupted run."""
+    import intrinsic_robustness.evaluation.run as ev
+
+    config = write_config(tmp_path, TINY_TOML.replace('attacks = {unconstrained = ["pgd"]}',
+                                                      'threats = ["unconstrained", "in-distribution"]\n'
+                                                      'attacks = {unconstrained = ["pgd"]}\n'
+                                                      'attack_options = { latent = { search_steps = 1, '
+                                                      'num_steps = 5 } }'))
+    original, calls, stop = ev._attack_batch, [], [True]
+
+    def flaky(inp, attack, rows, *args):
+        threat = "in-distribution" if inp.generator is not None else "unconstrained"
+        calls.append(threat)
+        if threat == "in-distribution" and stop[0]:
+            stop[0] = False
+            raise KeyboardInterrupt
+        return original(inp, attack, rows, *args)
+
+    monkeypatch.setattr(ev, "_attack_batch", flaky)
+    run = tmp_path / "run"
+    code, _, err = cli(capsys, "run", config, "--device", "cpu", "--run-dir", run)
+    assert code == 130, err
+    assert calls == ["unconstrained", "in-distribution"], calls
+    saved = (run / "eval" / "std" / "unconstrained.json").read_text()
+    calls.clear()
+    code, _, err = cli(capsys, "run", config, "--device", "cpu", "--run-dir", run)
+    assert code == 0, err
+    assert calls == ["in-distribution"], calls
+    assert (run / "eval" / "std" / "unconstrained.json").read_text() == saved
+    monkeypatch.setattr(ev, "_attack_batch", original)
+    fresh = tmp_path / "fresh"
+    assert cli(capsys, "run", config, "--device", "cpu", "--run-dir", fresh)[0] == 0
+    for threat in ("unconstrained", "in-distribution"):
+        a, b = (json.loads((r / "eval" / "std" / f"{threat}.json").read_text()) for r in (run, fresh))
+        assert a["min_norms"] == b["min_norms"] and a["settings_digest"] == b["settings_digest"], threat

@@ -48,6 +48,7 @@ class AttackContext:
     rngs: list[torch.Generator]
     z: torch.Tensor | None = None
     extras: dict[str, object] = field(default_factory=dict)
+    start: torch.Tensor | None = None
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
@@ -99,14 +100,18 @@ class Attack:
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float | None = None,
                  seed: int = 0, index: torch.Tensor | Sequence[int] | None = None,
-                 z: torch.Tensor | None = None) -> AttackResult:
-        """Attack ``(x, y)``; ``index`` names each example's position in the dataset (its randomness)."""
+                 z: torch.Tensor | None = None, start: torch.Tensor | None = None) -> AttackResult:
+        """Attack ``(x, y)``; ``index`` names each example's position in the dataset (its randomness);
+        ``start``: points found earlier (e.g. by an ensemble's other members) that an attack may start from."""
         x, y, index = self._validate(x, y, eps, index, z)
+        if start is not None and start.shape != x.shape:
+            raise UserInputError(f"{self.name}: start has shape {tuple(start.shape)}, expected {tuple(x.shape)}")
         device = x.device
         rngs = [make_generator(derive_seed(seed, self.name, int(i)), device) for i in index]
         eps_t = None if eps is None else torch.full((len(x),), float(eps), device=device)
         ctx = AttackContext(eps=eps_t, rngs=rngs, z=None if z is None else z.to(device),
-                            extras={"index": index, "seed": int(seed)})
+                            extras={"index": index, "seed": int(seed)},
+                            start=None if start is None else start.to(device))
         with frozen(model, *self.modules()):
             if len(x) == 0:
                 return AttackResult(x.clone(), torch.zeros(0, dtype=torch.bool, device=device),
@@ -127,7 +132,8 @@ class Attack:
         keep = rows.tolist()
         sub = AttackContext(eps=None if ctx.eps is None else ctx.eps[rows], rngs=[ctx.rngs[i] for i in keep],
                             z=None if ctx.z is None else ctx.z[rows],
-                            extras={**ctx.extras, "index": [ctx.extras["index"][i] for i in keep]})
+                            extras={**ctx.extras, "index": [ctx.extras["index"][i] for i in keep]},
+                            start=None if ctx.start is None else ctx.start[rows])
         out = self._attack(model, x[rows], y[rows], sub)
         part_x, part_z = out if isinstance(out, tuple) else (out, None)
         x_adv[rows] = part_x.detach().to(x.dtype)

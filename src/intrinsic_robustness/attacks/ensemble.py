@@ -5,7 +5,8 @@ example, later ones only on examples still robust at the largest eps of interest
 member runs at each eps in increasing order, only on examples still robust at that eps. The result is at
 least as strong as every member at every eps in the grid, and its norms are the per-example minimum.
 Minimum-norm members are told the largest eps as their budget of interest, so an adaptive one (``fmn``)
-spends its second round on the examples that survive it.
+spends its second round on the examples that survive it. Budgeted members receive the best point found so
+far as ``start`` (``pgd`` then targets its class on examples just outside eps).
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ class Ensemble(Attack):
         if len(rows) == 0:
             return best
         z = None if ctx.z is None else ctx.z[rows]
-        res = member(model, x[rows], y[rows], eps=eps if eps is not None else hint, seed=seed, index=index[rows], z=z)
+        start = best.x_adv[rows] if member.budgeted else None
+        res = member(model, x[rows], y[rows], eps=eps if eps is not None else hint, seed=seed, index=index[rows], z=z,
+                     start=start)
         better = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         better[rows] = res.norms < best.norms[rows]
         take = better[rows]

@@ -8,6 +8,10 @@ its cost. Also: a uniform random start in the ball (per example, from that examp
 restarts, best-iterate tracking (the smallest-norm misclassified iterate is kept; an example stops once
 it is broken), and optional targeted margin runs against the classes ranked closest by a first-order
 distance estimate (see :func:`~intrinsic_robustness.attacks.minimal.rank_targets`).
+Near run: given ``start`` points (an ensemble hands over its best so far), an example whose start is
+misclassified within ``(1 + warm_tol) eps`` first gets a margin run from x targeted at the start's class,
+with no early stop; on a Fashion-MNIST TRADES model it decided an example whose minimum-norm point lay 0.4%
+outside eps and that every untargeted, restarted or logit-targeted PGD run missed.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ class PGD(Attack):
 
     def __init__(self, num_steps: int = 100, step_size: float = 0.5, restarts: int = 1,
                  random_start: bool = True, loss: str = "ce", schedule: str = "cosine",
-                 final_step_size: float = 0.01, patience: int = 10, num_targets: int = 0) -> None:
+                 final_step_size: float = 0.01, patience: int = 10, num_targets: int = 0,
+                 warm_tol: float = 0.25) -> None:
         if num_steps < 1 or step_size <= 0 or restarts < 1 or final_step_size <= 0:
             raise UserInputError(f"pgd: num_steps={num_steps}, step_size={step_size}, restarts={restarts}, "
                                  f"final_step_size={final_step_size}; need positive values")
@@ -51,16 +56,20 @@ class PGD(Attack):
             raise UserInputError(f"pgd: loss {loss!r} is not one of ce, margin")
         if schedule not in SCHEDULES:
             raise UserInputError(f"pgd: schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
-        if patience < 0 or num_targets < 0:
-            raise UserInputError(f"pgd: patience={patience}, num_targets={num_targets}; need values >= 0")
+        if patience < 0 or num_targets < 0 or not warm_tol >= 0:
+            raise UserInputError(f"pgd: patience={patience}, num_targets={num_targets}, warm_tol={warm_tol}; "
+                                 "need values >= 0")
         self.num_steps, self.step_size, self.restarts = int(num_steps), float(step_size), int(restarts)
         self.random_start, self.loss, self.schedule = bool(random_start), loss, schedule
         self.final_step_size, self.patience, self.num_targets = float(final_step_size), int(patience), int(num_targets)
+        self.warm_tol = float(warm_tol)
 
     def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         assert ctx.eps is not None
         best = x.clone()
         best_norm = torch.full((len(x),), float("inf"), device=x.device)
+        if ctx.start is not None and self.warm_tol > 0:
+            self._near_run(model, x, y, ctx, best, best_norm)
         order = rank_targets(model, x, y) if self.num_targets else None
         runs: list[int | None] = [None] * self.restarts
         if order is not None:
@@ -77,6 +86,24 @@ class PGD(Attack):
             best_norm[todo[better]] = norm[better]
         return best
 
+    def _near_run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext,
+                  best: torch.Tensor, best_norm: torch.Tensor) -> None:
+        """Where ``ctx.start`` is misclassified within ``(1 + warm_tol) eps``, a margin run from x targeted at its
+        class, without early stopping: such an example sits just outside eps, where the loss is flat enough to
+        trip the stall rule and a random start often lands in the wrong basin, and the class a minimum-norm
+        member reached is the likeliest one inside (updates ``best`` in place)."""
+        assert ctx.start is not None and ctx.eps is not None
+        with torch.no_grad():
+            pred = model(ctx.start).argmax(dim=1)
+        near = (pred != y) & (l2_norm(ctx.start - x) <= (1 + self.warm_tol) * ctx.eps)
+        rows = near.nonzero().flatten()
+        if len(rows) == 0:
+            return
+        adv, norm = self._single_run(model, x[rows], y[rows], ctx.eps[rows], [ctx.rngs[i] for i in rows.tolist()],
+                                     pred[rows], patience=0, random_start=False)
+        better = norm < best_norm[rows]
+        best[rows[better]], best_norm[rows[better]] = adv[better], norm[better]
+
     def _step(self, k: int) -> float:
         if self.schedule == "constant":
             return self.step_size
@@ -84,10 +111,13 @@ class PGD(Attack):
 
     def _single_run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
                     rngs: list[torch.Generator],
-                    target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One run; returns the smallest-norm misclassified iterate per example (+inf norm if none)."""
-        delta = per_example_uniform_ball(rngs, x.shape[1:], eps, x.device) if self.random_start \
-            else torch.zeros_like(x)
+                    target: torch.Tensor | None = None,
+                    patience: int | None = None, random_start: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One run (``patience`` and ``random_start`` override the attack's); returns the smallest-norm
+        misclassified iterate per example (+inf norm if none)."""
+        patience = self.patience if patience is None else patience
+        random_start = self.random_start if random_start is None else random_start
+        delta = per_example_uniform_ball(rngs, x.shape[1:], eps, x.device) if random_start else torch.zeros_like(x)
         delta = (x + delta).clamp(0, 1) - x
         best, best_norm = x.clone(), torch.full((len(x),), float("inf"), device=x.device)
         best_loss = torch.full((len(x),), float("-inf"), device=x.device)
@@ -105,7 +135,7 @@ class PGD(Attack):
             improve = wrong & (norm < best_norm[active])
             best[active[improve]] = (x[active] + d.detach())[improve]
             best_norm[active[improve]] = norm[improve]
-            keep = ~wrong & self._alive(loss.detach(), active, best_loss, first_loss, stalled)
+            keep = ~wrong & self._alive(loss.detach(), active, best_loss, first_loss, stalled, patience)
             if step == self.num_steps or not keep.any():
                 break
             new = d.detach()[keep] + self._step(step) * normalized_step(grad[keep])
@@ -115,7 +145,7 @@ class PGD(Attack):
         return best, best_norm
 
     def _alive(self, loss: torch.Tensor, active: torch.Tensor, best_loss: torch.Tensor, first_loss: torch.Tensor,
-               stalled: torch.Tensor) -> torch.Tensor:
+               stalled: torch.Tensor, patience: int) -> torch.Tensor:
         """Update each active example's best loss; False where it stalled for ``patience`` steps.
 
         A step counts as progress when it beats the best loss by ``STALL_TOL`` of the progress made since the
@@ -127,6 +157,6 @@ class PGD(Attack):
         best_loss[active] = torch.maximum(prev, loss)
         first_loss[active] = first
         stalled[active] = torch.where(gain, torch.zeros_like(stalled[active]), stalled[active] + 1)
-        if self.patience == 0:
+        if patience == 0:
             return torch.ones_like(gain)
-        return stalled[active] < self.patience
+        return stalled[active] < patience

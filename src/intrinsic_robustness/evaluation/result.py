@@ -44,6 +44,7 @@ class EvalResult:
     certified_radii: torch.Tensor | None = field(default=None, repr=False)
     reconstruction_error: torch.Tensor | None = field(default=None, repr=False)
     nonfinite: torch.Tensor | None = field(default=None, repr=False)  # per example: NaN/inf clean logits
+    settings_digest: str | None = field(default=None, repr=False)  # fingerprint of what determined the answer
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -63,6 +64,8 @@ class EvalResult:
         if self.nonfinite is not None and bool(self.nonfinite.any()):  # a flag, shown only when raised
             out["nonfinite_logits"] = int(self.nonfinite.sum())  # counted misclassified, never robust
         out["seconds"] = self.seconds
+        if self.settings_digest is not None:
+            out["settings_digest"] = self.settings_digest
         return out
 
     @classmethod
@@ -83,7 +86,7 @@ class EvalResult:
                    certified_accuracy=_keyed(data.get("certified_accuracy")), seconds=float(data.get("seconds") or 0.0),
                    labels=t["labels"], success=t["success"].bool(), x_adv=t["x_adv"],
                    certified_radii=t.get("certified_radii"), reconstruction_error=t.get("reconstruction_error"),
-                   nonfinite=t.get("nonfinite_logits"))
+                   nonfinite=t.get("nonfinite_logits"), settings_digest=data.get("settings_digest"))
 
     @staticmethod
     def norms_from_json(data: dict[str, Any]) -> list[float]:

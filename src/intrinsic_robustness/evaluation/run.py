@@ -10,6 +10,7 @@ so every rank returns the single-process result and rank 0 writes it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -207,11 +208,13 @@ def evaluate(classifier: nn.Module | str, dataset: Any, generator: nn.Module | s
              device: str | torch.device = "cpu", out: str | os.PathLike[str] | None = None,
              attack_options: Mapping[str, Mapping[str, Any]] | None = None,
              certify: bool | None = None, inversion: Mapping[str, Any] | None = None,
-             trust_code: bool = False, image_size: int | None = None) -> EvalResult:
+             trust_code: bool = False, image_size: int | None = None, reuse: bool = False) -> EvalResult:
     """Attack ``classifier`` on ``dataset`` (a generated dataset dir, a real-data name, resized to
     ``image_size`` when given, or an object with images/labels/latents); ``out`` (a .json path) saves the
     result and makes the run resumable by batch.
-    ``trust_code``: let files (a classifier's config.json, the dataset manifest) name user code."""
+    ``trust_code``: let files (a classifier's config.json, the dataset manifest) name user code.
+    ``reuse``: an ``out`` already finished with the same settings fingerprint is loaded, not recomputed (the
+    pipeline's resume of an interrupted evaluation stage; off by default, so a rerun after an upgrade recomputes)."""
     start_time = time.perf_counter()
     if threat not in THREATS:
         raise UserInputError(f"--threat {threat!r} is not one of {', '.join(THREATS)}")
@@ -238,7 +241,19 @@ def evaluate(classifier: nn.Module | str, dataset: Any, generator: nn.Module | s
                 "model": _module_digest(inp.model), "generator": _module_digest(inp.generator),
                 "data": tensor_digest(inp.images, inp.labels, *([] if inp.latents is None else [inp.latents]))}
     with _one_writer(out):
-        return _run_batches(inp, attack, settings, out, dev, start_time)
+        finished = _finished(out, canonical_hash(settings)) if reuse else None
+        return finished if finished is not None else _run_batches(inp, attack, settings, out, dev, start_time)
+
+
+def _finished(out: str | os.PathLike[str] | None, digest: str) -> EvalResult | None:
+    """The saved result at ``out`` when it was computed with exactly these settings, else None."""
+    if out is None:
+        return None
+    json_path, tensor_path, _ = outputs_for(out)
+    if not (json_path.is_file() and tensor_path.is_file()) or read_json(json_path).get("settings_digest") != digest:
+        return None
+    log.info("evaluation %s: finished earlier with the same settings, loaded", json_path)
+    return EvalResult.load(out)
 
 
 def _one_writer(out: str | os.PathLike[str] | None) -> contextlib.AbstractContextManager[None]:
@@ -293,6 +308,7 @@ def _run_batches(inp: _Inputs, attack: Any, settings: dict[str, Any], out: str |
     with task(label, mine) as handle:
         parts = collect(len(spans), attack_block)  # in a torchrun job: split across ranks, gathered in order
     result = _summarise(parts, inp, threat, names, eps, previous + time.perf_counter() - start_time)
+    result = dataclasses.replace(result, settings_digest=store.digest)
     if out is not None:
         main_only(_save, result, out, torch.cat([p["x"] for p in parts if "x" in p])[:KEEP_EXAMPLES], store)
     return result

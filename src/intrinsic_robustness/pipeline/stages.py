@@ -224,7 +224,8 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
                      attacks=attacks, eps=eps, n=n, batch_size=section.batch_size,
                      seed=derive_seed(config.run.seed, "evaluation", entry.name, threat), device=device, out=str(file),
                      attack_options=_attack_options(section.attack_options, attacks, threat, device),
-                     trust_code=trust_code, **data[file][1], **section.options)
+                     trust_code=trust_code, reuse=True, **data[file][1], **section.options)  # a stage not resumed
+            # starts with eval/<name> removed, so only a finished job of an interrupted attempt is reused
             outputs.append(layout.rel(file))
         return outputs
 
