@@ -241,8 +241,9 @@ def evaluate(classifier: nn.Module | str, dataset: Any, generator: nn.Module | s
                 "model": _module_digest(inp.model), "generator": _module_digest(inp.generator),
                 "data": tensor_digest(inp.images, inp.labels, *([] if inp.latents is None else [inp.latents]))}
     with _one_writer(out):
-        finished = _finished(out, canonical_hash(settings)) if reuse else None
-        return finished if finished is not None else _run_batches(inp, attack, settings, out, dev, start_time)
+        digest = canonical_hash(settings)
+        finished = _finished(out, digest) if reuse else None
+        return finished if finished is not None else _run_batches(inp, attack, settings, digest, out, dev, start_time)
 
 
 def _finished(out: str | os.PathLike[str] | None, digest: str) -> EvalResult | None:
@@ -280,10 +281,10 @@ def _check_fits(inp: _Inputs, classifier: Any) -> None:
     check_classifier(inp.model, inp.num_classes, shape, f"classifier {name}")
 
 
-def _run_batches(inp: _Inputs, attack: Any, settings: dict[str, Any], out: str | os.PathLike[str] | None,
+def _run_batches(inp: _Inputs, attack: Any, settings: dict[str, Any], digest: str, out: str | os.PathLike[str] | None,
                  dev: torch.device, start_time: float) -> EvalResult:
     """Attack every batch not already in the partial store, then summarise (and save when ``out`` is given)."""
-    store = PartialStore(None if out is None else outputs_for(out)[2], canonical_hash(settings))
+    store = PartialStore(None if out is None else outputs_for(out)[2], digest)
     previous = store.seconds()
     threat, names, eps, seed = settings["threat"], settings["attacks"], settings["eps"], settings["seed"]
     batch_size = settings["batch_size"]
@@ -308,7 +309,7 @@ def _run_batches(inp: _Inputs, attack: Any, settings: dict[str, Any], out: str |
     with task(label, mine) as handle:
         parts = collect(len(spans), attack_block)  # in a torchrun job: split across ranks, gathered in order
     result = _summarise(parts, inp, threat, names, eps, previous + time.perf_counter() - start_time)
-    result = dataclasses.replace(result, settings_digest=store.digest)
+    result = dataclasses.replace(result, settings_digest=digest)
     if out is not None:
         main_only(_save, result, out, torch.cat([p["x"] for p in parts if "x" in p])[:KEEP_EXAMPLES], store)
     return result
