@@ -188,6 +188,35 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, method
     assert len((tmp_path / "cut" / "history.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.parametrize("write", ["_append_history", "save_checkpoint"])
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_stop_around_any_end_of_epoch_write_keeps_one_history_line_per_epoch(tmp_path, monkeypatch, write, when):
+    from intrinsic_robustness.training import loop
+
+    data, kwargs = blob_dataset(96, 1), {**FAST, "epochs": 3, "holdout": 16, "batch_size": 40}
+    whole = load_classifier(fit(data, "standard", out=tmp_path / "whole", **kwargs))
+    real, calls = getattr(loop, write), []
+
+    def stop_at_second(*args, **kw):  # Ctrl-C landing just before or just after epoch 2's write
+        calls.append(1)
+        if len(calls) == 2 and when == "before":
+            raise KeyboardInterrupt
+        result = real(*args, **kw)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(loop, write, stop_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        fit(data, "standard", out=tmp_path / "cut", **kwargs)
+    monkeypatch.setattr(loop, write, real)
+    resumed = load_classifier(fit(data, "standard", out=tmp_path / "cut", **kwargs))
+    epochs = [json.loads(ln)["epoch"] for ln in (tmp_path / "cut" / "history.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_certified_training_needs_a_certifiable_network(tmp_path):
     with pytest.raises(UserInputError, match="not an nn.Sequential"):
         fit(blob_dataset(40), "certified", arch="tests.test_training:_boxed", epochs=1, out=tmp_path / "c")

@@ -265,8 +265,9 @@ def _end_epoch(model: nn.Module, opt: torch.optim.Optimizer, held: tuple[torch.T
     record = {"epoch": epoch + 1, "lr": lr_at(epoch, recipe.epochs, recipe.lr), "eps": last_eps,
               "loss": measured["loss"], "clean_error": clean, "adv_error": adv, "adv_eps": eval_eps,
               "seconds": measured["seconds"]}
-    save_checkpoint(out / "checkpoint.safetensors", model, opt, epoch + 1, settings["fingerprint"])
+    # history before checkpoint: a stop between the two retrains this epoch and rewrites its line, never loses it
     _append_history(out, record, epoch)
+    save_checkpoint(out / "checkpoint.safetensors", model, opt, epoch + 1, settings["fingerprint"])
     log.info("epoch %d/%d: %s", epoch + 1, recipe.epochs, record)
 
 
