@@ -46,6 +46,29 @@ def test_decode_bit_identical_across_calls_and_batch_sizes(solver, guidance):
     assert torch.equal(whole, gen.decode(zz, y).detach())
 
 
+def test_gradients_are_the_same_whether_activations_are_kept_or_recomputed(monkeypatch):
+    import intrinsic_robustness.generators.flow as flow
+
+    gen = tiny(steps=3)
+    for p in gen.parameters():
+        p.requires_grad_(False)
+    z = torch.randn(21, 16, generator=torch.Generator().manual_seed(2))  # 21 rows: above RECOMPUTE_ABOVE
+    y, w = torch.arange(21) % 3, torch.randn(21, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+
+    def grad(rows: slice) -> torch.Tensor:
+        zz = z[rows].clone().requires_grad_(True)
+        (gen.decode(zz, y[rows]) * w[rows]).sum().backward()
+        return zz.grad
+
+    recomputed, kept = grad(slice(None)), grad(slice(0, 8))
+    calls = []
+    monkeypatch.setattr(flow, "checkpoint", lambda fn, *a, **k: calls.append(1) or fn(*a))
+    grad(slice(0, 8))
+    assert not calls  # 8 rows: activations kept
+    assert torch.equal(grad(slice(None)), recomputed) and calls  # 21 rows: recomputed, the same gradient
+    assert torch.allclose(kept, recomputed[:8], atol=1e-6)
+
+
 def test_guidance_combines_conditional_and_unconditional_fields():
     gen = tiny(guidance=2.0, steps=1, solver="euler")
     plain = tiny(steps=1, solver="euler")

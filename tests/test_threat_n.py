@@ -60,3 +60,42 @@ def test_bad_threat_n_is_refused(bad: dict) -> None:
 
     with pytest.raises(UserInputError, match="threat_n"):
         config_from_dict(_config(threat_n=bad))
+
+
+def test_threat_batch_size_sets_only_its_threats_batches(tmp_path: Path, monkeypatch) -> None:
+    import intrinsic_robustness.evaluation as evaluation
+    from intrinsic_robustness.pipeline.config import config_from_dict
+    from intrinsic_robustness.pipeline.stages import run_pipeline
+
+    real, seen = evaluation.evaluate, []
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["threat"], kwargs["n"], kwargs["batch_size"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", spy)
+    config = _config(threat_n={"in-distribution": 4}, threat_batch_size={"in-distribution": 3})
+    run_pipeline(config_from_dict(config), tmp_path / "run")
+    assert sorted(seen) == [("in-distribution", 4, 3), ("unconstrained", 10, 10)]
+    assert len(json.loads((tmp_path / "run/eval/c/in-distribution.json").read_text())["min_norms"]) == 4
+
+
+def test_threat_batch_size_key_appears_in_the_stage_config_only_when_set() -> None:
+    import torch
+
+    from intrinsic_robustness.pipeline.config import config_from_dict
+    from intrinsic_robustness.pipeline.stages import evaluation_stage
+
+    plain = config_from_dict(_config())
+    assert "threat_batch_size" not in evaluation_stage(plain, plain.classifiers[0], torch.device("cpu")).config
+    cut = config_from_dict(_config(threat_batch_size={"in-distribution": 8}))
+    assert evaluation_stage(cut, cut.classifiers[0], torch.device("cpu")).config["threat_batch_size"] == {
+        "in-distribution": 8}
+
+
+@pytest.mark.parametrize("bad", [{"latent": 4}, {"in-distribution": 0}, {"unconstrained": -1}])
+def test_bad_threat_batch_size_is_refused(bad: dict) -> None:
+    from intrinsic_robustness.pipeline.config import config_from_dict
+
+    with pytest.raises(UserInputError, match="threat_batch_size"):
+        config_from_dict(_config(threat_batch_size=bad))

@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_METHOD, DEFAULT_RADIUS
@@ -260,6 +260,8 @@ class EvaluationConfig(_Section):
     ``generator.data``, so its real-data robustness stands beside its generated-data robustness. ``threat_n``
     gives one threat its own count of test points (e.g. ``{ in-distribution = 100 }`` where the latent attack
     is costly): the first that many of the same points, so every threat's examples are shared.
+    ``threat_batch_size`` likewise gives one threat its own batch size (e.g. ``{ in-distribution = 8 }``, so a
+    small ``threat_n`` still splits into batches for every torchrun rank).
     """
 
     threats: list[Literal["unconstrained", "in-distribution"]] = Field(
@@ -275,6 +277,7 @@ class EvaluationConfig(_Section):
     compare_eps: list[float] | None = Field(None, min_length=1)
     real_n: int | None = Field(None, ge=1)
     threat_n: dict[str, int] = Field(default_factory=dict)
+    threat_batch_size: dict[str, int] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("eps", "compare_eps")
@@ -294,13 +297,13 @@ class EvaluationConfig(_Section):
         _threat_keys(value, "attacks")
         return {t: _attack_list(names, t) for t, names in value.items()}
 
-    @field_validator("threat_n")
+    @field_validator("threat_n", "threat_batch_size")
     @classmethod
-    def _threat_n_ok(cls, value: dict[str, int]) -> dict[str, int]:
-        _threat_keys(value, "threat_n")
+    def _threat_counts_ok(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        _threat_keys(value, info.field_name)
         small = {k: v for k, v in value.items() if v < 1}
         if small:
-            raise ValueError(f"threat_n {small}: each count must be at least 1")
+            raise ValueError(f"{info.field_name} {small}: each count must be at least 1")
         return value
 
     @field_validator("compare_attacks")

@@ -208,6 +208,8 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
         grid = tuple(section.eps)
         jobs = [(t, section.attacks.get(t), layout.eval_file(entry.name, t), section.threat_n.get(t, section.n), grid)
                 for t in section.threats]
+        batch = {layout.eval_file(entry.name, t): section.threat_batch_size.get(t, section.batch_size)
+                 for t in section.threats}
         compare_n = min(n for n in (section.n, section.compare_n, config.dataset.n_test) if n is not None)
         jobs += [("unconstrained", [a], layout.compare_file(entry.name, a), compare_n,
                   tuple(section.compare_eps or grid)) for a in section.compare_attacks]
@@ -221,7 +223,7 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
         for threat, attacks, file, n, eps in jobs:
             gen = _load_gen(layout, device, trust_code) if threat == "in-distribution" else None
             evaluate(str(layout.classifier_dir(entry.name)), data[file][0], generator=gen, threat=threat,
-                     attacks=attacks, eps=eps, n=n, batch_size=section.batch_size,
+                     attacks=attacks, eps=eps, n=n, batch_size=batch.get(file, section.batch_size),
                      seed=derive_seed(config.run.seed, "evaluation", entry.name, threat), device=device, out=str(file),
                      attack_options=_attack_options(section.attack_options, attacks, threat, device),
                      trust_code=trust_code, reuse=True, **data[file][1], **section.options)  # a stage not resumed
@@ -230,12 +232,14 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
         return outputs
 
     rel = f"eval/{entry.name}"
-    cfg = {**section.model_dump(mode="json", exclude={"real_n", "compare_eps", "threat_n"}), "classifier": entry.name,
-           "seed": config.run.seed}
+    cfg = {**section.model_dump(mode="json", exclude={"real_n", "compare_eps", "threat_n", "threat_batch_size"}),
+           "classifier": entry.name, "seed": config.run.seed}
     if section.compare_eps is not None:  # (likewise: no key unless set)
         cfg.update(compare_eps=section.compare_eps)
     if section.threat_n:  # (likewise)
         cfg.update(threat_n=section.threat_n)
+    if section.threat_batch_size:  # (likewise)
+        cfg.update(threat_batch_size=section.threat_batch_size)
     if section.real_n is not None:  # (no key without it: runs made before the key existed stay done)
         cfg.update(real_n=section.real_n, real=config.generator.data)
     inputs = ("generator", "dataset", f"classifiers/{entry.name}")
