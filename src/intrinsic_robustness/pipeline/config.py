@@ -11,7 +11,16 @@ import os
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from intrinsic_robustness.errors import UserInputError
 from intrinsic_robustness.lipschitz.base import DEFAULT_ANCHORS, DEFAULT_METHOD, DEFAULT_RADIUS
