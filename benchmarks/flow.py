@@ -103,8 +103,9 @@ def main() -> None:
     parser.add_argument("--flow", default=None)
     parser.add_argument("--acgan", default=None)
     parser.add_argument("--attack-size", type=int, default=28,
-                        help="image side of the flow generator the latent attack runs on (28 needs > 22 GB: "
-                             "the attack's Jacobian metric differentiates all C*H*W latent directions at once)")
+                        help="image side of the flow generator the latent attack runs on (a smaller side "
+                             "gives a quicker, cheaper figure: the attack's Jacobian metric differentiates all "
+                             "C*H*W latent directions, in chunks of 32)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     gens = generators(args.flow, args.acgan)
