@@ -206,24 +206,23 @@ def evaluation_stage(config: PipelineConfig, entry: ClassifierConfig, device: to
 
         layout = ctx.layout
         grid = tuple(section.eps)
-        jobs = [(t, section.attacks.get(t), layout.eval_file(entry.name, t), section.threat_n.get(t, section.n), grid)
-                for t in section.threats]
-        batch = {layout.eval_file(entry.name, t): section.threat_batch_size.get(t, section.batch_size)
-                 for t in section.threats}
+        jobs = [(t, section.attacks.get(t), layout.eval_file(entry.name, t), section.threat_n.get(t, section.n), grid,
+                 section.threat_batch_size.get(t, section.batch_size)) for t in section.threats]
         compare_n = min(n for n in (section.n, section.compare_n, config.dataset.n_test) if n is not None)
         jobs += [("unconstrained", [a], layout.compare_file(entry.name, a), compare_n,
-                  tuple(section.compare_eps or grid)) for a in section.compare_attacks]
-        data = {file: (str(layout.dataset_dir), {}) for _, _, file, _, _ in jobs}
+                  tuple(section.compare_eps or grid), section.batch_size) for a in section.compare_attacks]
+        data = {file: (str(layout.dataset_dir), {}) for _, _, file, _, _, _ in jobs}
         if section.real_n is not None:  # real images: no latents, so the unconstrained threat only
             real_file = layout.real_eval_file(entry.name)
-            jobs.append(("unconstrained", section.attacks.get("unconstrained"), real_file, section.real_n, grid))
+            jobs.append(("unconstrained", section.attacks.get("unconstrained"), real_file, section.real_n, grid,
+                         section.batch_size))
             size = int(read_json(layout.manifest_file)["image_shape"][-1])  # the generated images' size
             data[real_file] = (config.generator.data, {"image_size": size})
         outputs = []
-        for threat, attacks, file, n, eps in jobs:
+        for threat, attacks, file, n, eps, batch_size in jobs:
             gen = _load_gen(layout, device, trust_code) if threat == "in-distribution" else None
             evaluate(str(layout.classifier_dir(entry.name)), data[file][0], generator=gen, threat=threat,
-                     attacks=attacks, eps=eps, n=n, batch_size=batch.get(file, section.batch_size),
+                     attacks=attacks, eps=eps, n=n, batch_size=batch_size,
                      seed=derive_seed(config.run.seed, "evaluation", entry.name, threat), device=device, out=str(file),
                      attack_options=_attack_options(section.attack_options, attacks, threat, device),
                      trust_code=trust_code, reuse=True, **data[file][1], **section.options)  # a stage not resumed
